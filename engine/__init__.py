@@ -1,0 +1,8 @@
+"""engine: find the cheapest LLM inference settings that still do a task well."""
+from .completion import ChatCompletion, Completion
+from .errors import (AuthenticationError, BudgetError, CacheError, ConfigError, EngineError, ProviderError,
+                     TemplateKeyError, UnknownModelError)
+from .keys import get_key
+
+__all__ = ["AuthenticationError", "BudgetError", "CacheError", "ChatCompletion", "Completion", "ConfigError",
+           "EngineError", "ProviderError", "TemplateKeyError", "UnknownModelError", "get_key"]

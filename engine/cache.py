@@ -1,0 +1,109 @@
+"""The response cache: one LMDB environment per `{cache_path}/{seed}`.
+
+LMDB gives a single writer and many readers across processes, copy-on-write pages (a kill -9 never
+leaves a half-written entry) and, with `sync=True`, a response that is on disk before it is returned.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import lmdb
+import orjson
+
+from .errors import CacheError
+
+DEFAULT_MAP_SIZE = 256 * 2**20  # virtual reservation, the file grows only as it fills
+
+
+class ResponseCache:
+    """Key (bytes) -> response (JSON-able dict), durable and shared between processes."""
+
+    def __init__(self, path: str | os.PathLike, map_size: int = DEFAULT_MAP_SIZE):
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._env = lmdb.open(str(self.path), map_size=map_size, subdir=True, sync=True, metasync=True,
+                                  readahead=False, max_dbs=0, max_readers=512)
+        except (OSError, lmdb.Error) as exc:
+            raise CacheError(f"cannot open the response cache at {self.path}: {exc}") from None
+        self._write_lock = threading.Lock()
+
+    def get(self, key: bytes) -> dict | None:
+        """The cached response, or None on a miss or an entry that cannot be decoded."""
+        try:
+            with self._env.begin() as txn:
+                raw = txn.get(key)
+        except lmdb.MapResizedError:  # another process grew the map: adopt its size and retry
+            self._env.set_mapsize(0)
+            return self.get(key)
+        if raw is None:
+            return None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: bytes, value: dict) -> None:
+        """Commit `value` durably; grows the map when it is full."""
+        blob = orjson.dumps(value)
+        with self._write_lock:
+            for _ in range(32):
+                try:
+                    with self._env.begin(write=True) as txn:
+                        txn.put(key, blob)
+                    return
+                except lmdb.MapFullError:
+                    self._env.set_mapsize(self._env.info()["map_size"] * 2)
+                except lmdb.MapResizedError:
+                    self._env.set_mapsize(0)
+                except lmdb.Error as exc:
+                    raise CacheError(f"cannot write to the response cache at {self.path}: {exc}") from None
+        raise CacheError(f"the response cache at {self.path} could not grow to fit a {len(blob)}-byte entry")
+
+    def __len__(self) -> int:
+        return self._env.stat()["entries"]
+
+    def clear(self) -> None:
+        """Drop every entry (the files stay, emptied)."""
+        with self._write_lock:
+            main_db = self._env.open_db()
+            with self._env.begin(write=True) as txn:
+                txn.drop(main_db, delete=False)
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class CacheRoot:
+    """Opens `{root}/{seed}` caches on demand and keeps one handle per seed in this process."""
+
+    def __init__(self, root: str | os.PathLike = ".cache", map_size: int = DEFAULT_MAP_SIZE):
+        self.root = Path(root)
+        self.map_size = map_size
+        self._caches: dict[int | str, ResponseCache] = {}
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget_after_fork)
+
+    def for_seed(self, seed: int | str) -> ResponseCache:
+        cache = self._caches.get(seed)
+        if cache is None:
+            with self._lock:
+                cache = self._caches.get(seed)
+                if cache is None:
+                    cache = self._caches[seed] = ResponseCache(self.root / str(seed), self.map_size)
+        return cache
+
+    def close(self) -> None:
+        with self._lock:
+            for cache in self._caches.values():
+                cache.close()
+            self._caches.clear()
+
+    def _forget_after_fork(self) -> None:
+        # An LMDB handle must not be used in a forked child; the child opens its own on demand.
+        self._leftovers = list(self._caches.values())
+        self._caches = {}
+        self._lock = threading.Lock()

@@ -1,0 +1,36 @@
+"""Stable identifiers: `get_key` for configs (hashable, order-free) and the cache digest of a request."""
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+from typing import Any
+
+_DICT = "__dict__"  # tags dicts so that {"a": 1} and [["a", 1]] never share a key
+
+
+def get_key(config: Any) -> Any:
+    """A hashable identifier of a config, equal for equal configs whatever the dict key order.
+
+    Dicts and lists may nest in any way; lists keep their order (it is meaningful: stop lists,
+    chat messages), dicts do not.
+    """
+    if isinstance(config, dict):
+        items = [(k, get_key(v)) for k, v in config.items()]
+        items.sort(key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        return (_DICT, tuple(items))
+    if isinstance(config, (list, tuple)):
+        return tuple(get_key(x) for x in config)
+    if isinstance(config, set):
+        return frozenset(get_key(x) for x in config)
+    return config
+
+
+def request_digest(request: dict) -> bytes:
+    """16-byte digest of a request as sent: JSON with sorted keys, so key order never matters.
+
+    The caller passes only what defines the answer (model, prompt/messages after templating,
+    sampling parameters, provider identity); credentials and transport settings never get here.
+    """
+    blob = orjson.dumps(request, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return hashlib.blake2b(blob, digest_size=16).digest()

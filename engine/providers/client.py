@@ -1,0 +1,114 @@
+"""Send one prepared request to its endpoint through the `openai` client, sync or async.
+
+Both paths share the payload shaping, the retry policy and the error translation; only the awaiting
+differs. The `n` fan-out for providers that ignore `n` lives in `engine.requests`, so each choice is
+cached on its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from dataclasses import replace
+
+import openai
+from tenacity import AsyncRetrying, Retrying
+
+from .embedded import EmbeddedServer
+from .endpoint import Endpoint
+from .retry import RetryPolicy, provider_error
+
+# Parameters the openai SDK takes by name; anything else in a request goes in `extra_body`.
+_SDK_PARAMS = frozenset({
+    "model", "messages", "prompt", "temperature", "top_p", "max_tokens", "n", "stop", "presence_penalty",
+    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "user", "best_of", "echo", "suffix",
+    "response_format", "tools", "tool_choice", "max_completion_tokens",
+})
+
+
+def _sdk_kwargs(payload: dict) -> dict:
+    kwargs = {k: v for k, v in payload.items() if k in _SDK_PARAMS}
+    extra = {k: v for k, v in payload.items() if k not in _SDK_PARAMS}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
+class ProviderClient:
+    """openai clients per endpoint (one sync, one async each) and retries."""
+
+    def __init__(self, policy: RetryPolicy | None = None, timeout: float = 60.0):
+        self.policy = policy or RetryPolicy()
+        self.timeout = timeout
+        self._clients: dict = {}
+        self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its clients
+        self._lock = threading.Lock()
+        self.embedded = EmbeddedServer()
+
+    def _client(self, endpoint: Endpoint, is_async: bool):
+        base_url = self.embedded.base_url() if endpoint.provider == "embedded" else endpoint.base_url
+        key = (endpoint.provider, base_url, endpoint.api_version, endpoint.api_key, endpoint.organization)
+        if is_async:  # an async client belongs to the event loop it was made in
+            clients = self._async_clients.setdefault(asyncio.get_running_loop(), {})
+        else:
+            clients = self._clients
+        client = clients.get(key)
+        if client is None:
+            with self._lock:
+                client = clients.get(key) or self._make(endpoint, base_url, is_async)
+                clients[key] = client
+        return client
+
+    def _make(self, endpoint: Endpoint, base_url: str | None, is_async: bool):
+        common = dict(api_key=endpoint.api_key or "no-key", max_retries=0, timeout=self.timeout)
+        if endpoint.provider == "azure":
+            cls = openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI
+            return cls(azure_endpoint=base_url, api_version=endpoint.api_version, **common)
+        cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+        return cls(base_url=base_url, organization=endpoint.organization, **common)
+
+    def _policy(self, request) -> dict:
+        if request.retry_period is None:
+            return self.policy.tenacity_kwargs
+        return replace(self.policy, max_total_seconds=float(request.retry_period)).tenacity_kwargs
+
+    def _client_for(self, request, is_async: bool):
+        client = self._client(request.endpoint, is_async)
+        return client if request.timeout is None else client.with_options(timeout=float(request.timeout))
+
+    def complete(self, request, payload: dict) -> dict:
+        """Send `payload` (one part of a PreparedRequest) and wait; returns a JSON-ready dict."""
+        endpoint = request.endpoint
+        try:
+            for attempt in Retrying(**self._policy(request)):
+                with attempt:
+                    return self._send(self._client_for(request, False), endpoint, payload)
+        except openai.OpenAIError as exc:
+            self._on_failure(endpoint, exc)
+            raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
+
+    async def acomplete(self, request, payload: dict) -> dict:
+        """The same as `complete`, awaiting the async client."""
+        endpoint = request.endpoint
+        try:
+            async for attempt in AsyncRetrying(**self._policy(request)):
+                with attempt:
+                    return await self._send(self._client_for(request, True), endpoint, payload)
+        except openai.OpenAIError as exc:
+            self._on_failure(endpoint, exc)
+            raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
+
+    @staticmethod
+    def _send(client, endpoint: Endpoint, payload: dict):
+        """Issue the SDK call; returns a dict (sync) or an awaitable of one (async)."""
+        resource = client.chat.completions if endpoint.chat else client.completions
+        result = resource.create(**_sdk_kwargs(payload))
+        if asyncio.iscoroutine(result):
+            async def dump():
+                return (await result).model_dump(mode="json")
+            return dump()
+        return result.model_dump(mode="json")
+
+    def _on_failure(self, endpoint: Endpoint, exc: BaseException) -> None:
+        if endpoint.provider == "embedded" and isinstance(exc, openai.APIConnectionError):
+            self.embedded.reset()  # the server may have gone: look again next time

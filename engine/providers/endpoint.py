@@ -1,0 +1,80 @@
+"""Resolve where a request goes: a model spec plus optional per-endpoint overrides (a config_list entry)."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, MissingCredentialsError
+from ..models import ModelSpec
+
+# Keys a config_list entry (or a config) may carry to reach an endpoint; none of them enters a cache key
+# except through `Endpoint.identity()`, and credentials never do.
+ENDPOINT_KEYS = frozenset({"api_key", "api_key_env", "base_url", "api_base", "api_type", "api_version", "organization"})
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "compatible": None, "embedded": None}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One concrete endpoint for one model. `api_key` is held in memory only and never printed."""
+
+    provider: str
+    model: str  # catalog name: prices and routing
+    api_model: str  # the name sent to the server (the deployment for Azure)
+    chat: bool
+    ignores_n: bool
+    base_url: str | None = None
+    api_version: str | None = None
+    organization: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
+    def identity(self) -> dict:
+        """What makes this endpoint's answers distinct; goes into cache keys. Never a credential."""
+        base = None if self.provider == "embedded" else self.base_url
+        return {"provider": self.provider, "base_url": base, "api_version": self.api_version, "model": self.api_model}
+
+    def describe(self) -> str:
+        where = self.base_url or ("api.openai.com" if self.provider == "openai" else self.provider)
+        return f"{self.provider} endpoint {where} (model {self.api_model})"
+
+
+def resolve_endpoint(spec: ModelSpec, overrides: dict | None = None) -> Endpoint:
+    """Merge a model spec with overrides; look the key up in the environment; fail early if it is missing.
+
+    Memoised on the spec, the overrides and the environment variables read, so the cache-hit path
+    does not rebuild an Endpoint per call, yet a changed environment is seen at once.
+    """
+    o = overrides or {}
+    if o.get("api_type") == "open_ai":  # the legacy spelling
+        o = dict(o, api_type="openai")
+    key_env = o.get("api_key_env") or spec.api_key_env or DEFAULT_KEY_ENV.get(o.get("api_type") or spec.provider)
+    env = (os.environ.get(key_env) if key_env else None, os.environ.get("AZURE_OPENAI_ENDPOINT"),
+           os.environ.get("OPENAI_API_VERSION"))
+    return _resolve(spec, tuple(sorted(o.items())), key_env, env)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve(spec: ModelSpec, override_items: tuple, key_env: str | None, env: tuple) -> Endpoint:
+    o = dict(override_items)
+    env_key, env_azure_endpoint, env_api_version = env
+    provider = o.get("api_type") or spec.provider
+    if provider not in DEFAULT_KEY_ENV:
+        raise ConfigError(f"api_type must be one of {sorted(DEFAULT_KEY_ENV)}, got {provider!r}")
+    base_url = o.get("base_url") or o.get("api_base") or spec.base_url
+    api_version = o.get("api_version") or spec.api_version
+    if provider == "azure":
+        base_url = base_url or env_azure_endpoint
+        api_version = api_version or env_api_version
+        if not base_url or not api_version:
+            raise ConfigError(f"Azure model {spec.name!r} needs base_url (or AZURE_OPENAI_ENDPOINT) and api_version")
+    if provider == "compatible" and not base_url:
+        raise ConfigError(f"model {spec.name!r} is served by an OpenAI-compatible endpoint: set its base_url")
+    key = o.get("api_key")
+    if key is None:
+        key = env_key
+    if key is None and provider in ("openai", "azure"):
+        raise MissingCredentialsError(f"no API key for {provider} model {spec.name!r}: set the environment variable {key_env}")
+    api_model = spec.deployment or spec.name
+    return Endpoint(provider=provider, model=spec.name, api_model=api_model, chat=spec.chat,
+                    ignores_n=spec.ignores_n, base_url=base_url, api_version=api_version,
+                    organization=o.get("organization"), api_key=key)

@@ -1,0 +1,83 @@
+"""Retries in one place: tenacity with exponential backoff and jitter that honours Retry-After.
+
+429, 5xx, timeouts and dropped connections are retried up to a total time; 400/401/403/404 are not,
+and surface at once with the provider's own message (with any credential scrubbed from it).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import openai
+from tenacity import retry_if_exception, stop_before_delay, wait_exponential_jitter
+
+from ..errors import AuthenticationError, ProviderError
+
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|[A-Fa-f0-9]{32,})")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)):
+        return True  # APITimeoutError is an APIConnectionError
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in (408, 409))
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The server's Retry-After (or retry-after-ms) in seconds, if it sent one."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000.0
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying one request, in total, and how to space the attempts."""
+
+    max_total_seconds: float = 120.0
+    initial_wait: float = 0.5
+    max_wait: float = 20.0
+    jitter: float = 0.5
+
+    @functools.cached_property
+    def tenacity_kwargs(self) -> dict:
+        """Keyword arguments for a fresh tenacity `Retrying` per request (built once per policy)."""
+        backoff = wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait, jitter=self.jitter)
+
+        def wait(state) -> float:
+            hinted = retry_after_seconds(state.outcome.exception())
+            base = backoff(state)
+            return max(base, hinted) if hinted is not None else base
+
+        return dict(retry=retry_if_exception(is_retryable), wait=wait,
+                    stop=stop_before_delay(self.max_total_seconds), reraise=True)
+
+
+def scrub(text: str, secret: str | None) -> str:
+    if secret:
+        text = text.replace(secret, "***")
+    return _KEYLIKE.sub("***", text)
+
+
+def provider_error(exc: BaseException, endpoint_desc: str, secret: str | None) -> ProviderError:
+    """Translate an openai exception into the engine's own, never carrying the key."""
+    status = getattr(exc, "status_code", None)
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) and body.get("message") else str(exc)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message") or message
+    message = scrub(str(message), secret)
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return AuthenticationError(f"the endpoint refused the credentials (HTTP {status}): {message}",
+                                   endpoint_desc, status=status)
+    label = f"HTTP {status}" if status else type(exc).__name__
+    return ProviderError(f"{label}: {message}", endpoint_desc, status=status, retryable=is_retryable(exc))

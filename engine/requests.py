@@ -1,0 +1,218 @@
+"""One request, end to end: config + context -> templating -> cache lookup -> provider call -> cost.
+
+`prepare` turns a seed-API config into what is actually sent (and its cache key); `Requester` runs it
+through the LMDB cache and the provider, trying each `config_list` endpoint in order.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import fanout
+from .cache import CacheRoot
+from .errors import ConfigError, EngineError, MissingCredentialsError, ProviderError
+from .keys import request_digest
+from .models import ModelCatalog
+from .providers import ENDPOINT_KEYS, Endpoint, ProviderClient, resolve_endpoint
+from .templates import render, render_messages
+
+# Config keys that steer the engine and are never sent nor part of a cache key.
+CONTROL_KEYS = frozenset({"seed", "config_list", "request_timeout", "max_retry_period", "retry_wait_time",
+                          "use_cache"})
+_POSITIVE_INT = ("n", "max_tokens")
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request exactly as it will be sent, with the digest that names it in the cache.
+
+    `parts` are the (payload, cache key) pairs actually sent: one, or one per choice for a provider
+    that ignores `n`.
+    """
+
+    endpoint: Endpoint
+    payload: dict
+    key: bytes
+    seed: int | str
+    parts: tuple[tuple[dict, bytes], ...]
+    timeout: float | None = None  # transport settings: never part of the key
+    retry_period: float | None = None
+
+    @property
+    def model(self) -> str:
+        return self.endpoint.model
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A response and what it took: dollars actually spent now (cache hits are free) and hits."""
+
+    response: dict
+    spent: float
+    cache_hits: int
+    request: PreparedRequest
+
+    @property
+    def cache_hit(self) -> bool:
+        return self.cache_hits == len(self.request.parts)
+
+
+def _validate_params(params: dict) -> None:
+    for name in _POSITIVE_INT:
+        value = params.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    stop = params.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop)):
+        raise ConfigError(f"stop must be a string or a list of strings, got {stop!r}")
+
+
+def prepare(config: Mapping[str, Any], context: Mapping | None, catalog: ModelCatalog, default_seed: int | str,
+            force_chat: bool = False, index: int | None = None, offset: int = 0) -> list[PreparedRequest]:
+    """Render a config for one context into one prepared request per endpoint (config_list order)."""
+    entries = config.get("config_list") or [{}]
+    if not isinstance(entries, (list, tuple)) or not all(isinstance(e, Mapping) for e in entries):
+        raise ConfigError("config_list must be a list of dicts")
+    prepared, missing = [], []
+    for entry in entries:
+        merged = {**config, **entry} if entry else config
+        try:
+            prepared.append(_prepare_one(merged, context, catalog, default_seed, force_chat, index, offset))
+        except MissingCredentialsError as exc:  # another endpoint may still serve it
+            missing.append(exc)
+    if not prepared:
+        raise missing[-1]
+    return prepared
+
+
+def _prepare_one(config: Mapping[str, Any], context, catalog, default_seed, force_chat, index,
+                 offset: int = 0) -> PreparedRequest:
+    """`offset` > 0 asks for choices offset.. of the same request: fresh samples, not the first ones again."""
+    model = config.get("model")
+    if not model:
+        raise ConfigError("config has no `model`")
+    spec = catalog.get(model)
+    prompt, messages = config.get("prompt"), config.get("messages")
+    if prompt is not None and messages is not None:
+        raise ConfigError("give either `prompt` or `messages`, not both")
+    if prompt is None and messages is None:
+        raise ConfigError("config has neither `prompt` nor `messages`")
+    params, overrides = {}, {}
+    for k, v in config.items():
+        if k in ENDPOINT_KEYS:
+            overrides[k] = v
+        elif k not in CONTROL_KEYS and k not in ("prompt", "messages", "model"):
+            params[k] = v
+    _validate_params(params)
+    if isinstance(params.get("stop"), tuple):
+        params["stop"] = list(params["stop"])
+    endpoint = resolve_endpoint(spec, overrides)
+    chat = force_chat or endpoint.chat
+    if chat != endpoint.chat:
+        endpoint = _with_chat(endpoint, chat)
+    payload = {"model": endpoint.api_model, **params}
+    if messages is not None:
+        if not chat:
+            raise ConfigError(f"model {model!r} is a text-completion model: give `prompt`, not `messages`")
+        payload["messages"] = render_messages(messages, context, index)
+    elif chat:
+        payload["messages"] = [{"role": "user", "content": render(prompt, context, index)}]
+    else:
+        payload["prompt"] = render(prompt, context, index)
+    seed = config.get("seed", default_seed)
+    material = {"endpoint": endpoint.identity(), "chat": chat, "payload": payload, "seed": seed}
+    if endpoint.ignores_n:  # one entry per choice, whatever n is
+        material["payload"] = {k: v for k, v in payload.items() if k != "n"}
+        key = request_digest(material)
+        parts = fanout.split(payload, key, seed, offset)
+    else:
+        if offset:
+            material["offset"] = offset
+        key = request_digest(material)
+        parts = ((payload, key),)
+    timeout, period = config.get("request_timeout"), config.get("max_retry_period")
+    return PreparedRequest(endpoint, payload, key, seed, parts, timeout, period)
+
+
+def _with_chat(endpoint: Endpoint, chat: bool) -> Endpoint:
+    from dataclasses import replace
+    return replace(endpoint, chat=chat)
+
+
+class Requester:
+    """Runs prepared requests through the cache and the provider; owns no per-run state.
+
+    `send(request, payload)` can be swapped (a budget guard wraps it); it is called once per part
+    that the cache does not hold.
+    """
+
+    def __init__(self, catalog: ModelCatalog, caches: CacheRoot, providers: ProviderClient):
+        self.catalog = catalog
+        self.caches = caches
+        self.providers = providers
+
+    def cost(self, model: str, response: dict) -> float:
+        return self.catalog.cost(model, response.get("usage"))
+
+    def run(self, requests: list[PreparedRequest], use_cache: bool = True, send=None) -> Outcome:
+        """Cache hit, or the first endpoint that answers (config_list order)."""
+        send = send or self.providers.complete
+        errors = []
+        for request in requests:
+            cache = self.caches.for_seed(request.seed) if use_cache else None
+            responses, spent, hits = [], 0.0, 0
+            try:
+                for payload, key in request.parts:
+                    response = cache.get(key) if cache is not None else None
+                    if response is not None:
+                        hits += 1
+                    else:
+                        response = send(request, payload)
+                        spent += self._keep(cache, key, request, response)
+                    responses.append(response)
+            except ProviderError as exc:
+                errors.append(exc)
+                continue
+            return Outcome(fanout.merge_responses(responses), spent, hits, request)
+        raise _all_failed(errors)
+
+    async def arun(self, requests: list[PreparedRequest], use_cache: bool = True, send=None) -> Outcome:
+        """`run` for asyncio (`send` is then async); the parts of one request are sent concurrently."""
+        send = send or self.providers.acomplete
+        errors = []
+        for request in requests:
+            cache = self.caches.for_seed(request.seed) if use_cache else None
+            spent, hits = [], 0
+
+            async def one(payload: dict, key: bytes) -> dict:
+                response = await send(request, payload)
+                spent.append(self._keep(cache, key, request, response))
+                return response
+
+            cached = [cache.get(key) if cache is not None else None for _, key in request.parts]
+            hits = sum(r is not None for r in cached)
+            try:
+                fresh = await asyncio.gather(*(one(p, k) for (p, k), c in zip(request.parts, cached) if c is None))
+            except ProviderError as exc:
+                errors.append(exc)
+                continue
+            fresh_iter = iter(fresh)
+            responses = [c if c is not None else next(fresh_iter) for c in cached]
+            return Outcome(fanout.merge_responses(responses), sum(spent), hits, request)
+        raise _all_failed(errors)
+
+    def _keep(self, cache, key: bytes, request: PreparedRequest, response: dict) -> float:
+        """Store a paid response durably (before anyone uses it) and return what it cost."""
+        if cache is not None:
+            cache.put(key, response)
+        return self.cost(request.model, response)
+
+
+def _all_failed(errors: list[ProviderError]) -> EngineError:
+    if len(errors) == 1:
+        return errors[0]
+    lines = "\n".join(f"  - {e}" for e in errors)
+    last = errors[-1]
+    return type(last)(f"all {len(errors)} endpoints failed:\n{lines}", "config_list", status=last.status)

@@ -1,0 +1,45 @@
+"""Instantiate prompt and chat-message templates with a context (one data point)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError, TemplateKeyError
+
+Template = str | Callable[[Mapping[str, Any]], str]
+
+
+def render(template: Template, context: Mapping[str, Any] | None, index: int | None = None) -> str:
+    """`str.format(**context)` for a string, `template(context)` for a callable."""
+    context = context or {}
+    if isinstance(template, str):
+        if "{" not in template:
+            return template
+        try:
+            return template.format(**context)
+        except KeyError as exc:
+            raise TemplateKeyError(str(exc.args[0]), index) from None
+        except (IndexError, ValueError) as exc:
+            raise ConfigError(f"prompt template {template[:60]!r} cannot be formatted: {exc}") from None
+    if callable(template):
+        try:
+            out = template(context)
+        except KeyError as exc:
+            raise TemplateKeyError(str(exc.args[0]), index) from None
+        if not isinstance(out, str):
+            raise ConfigError(f"callable template {template!r} returned {type(out).__name__}, not str")
+        return out
+    raise ConfigError(f"a template must be a str or a callable, got {type(template).__name__}")
+
+
+def render_messages(messages: list, context: Mapping[str, Any] | None, index: int | None = None) -> list[dict]:
+    """Render the `content` of every message; other fields (role, name) pass through."""
+    if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
+        raise ConfigError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    out = []
+    for m in messages:
+        if "role" not in m or "content" not in m:
+            raise ConfigError(f"message {dict(m)!r} needs 'role' and 'content'")
+        rendered = dict(m)
+        rendered["content"] = render(m["content"], context, index)
+        out.append(rendered)
+    return out

@@ -1,0 +1,174 @@
+"""A small OpenAI-compatible HTTP server on loopback that misbehaves on purpose (a test fixture only).
+
+It answers /v1/chat/completions and /v1/completions deterministically, records every request it gets
+(headers and body) so that tests can count calls and tokens server-side, and plays a script of faults:
+HTTP errors with or without Retry-After, dropped connections and stalls longer than the client timeout.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+def count_tokens(text: str) -> int:
+    """The fixture's tokenizer: whitespace-separated words (deterministic and easy to recompute)."""
+    return len(text.split())
+
+
+def default_responder(body: dict, choice: int) -> str:
+    """Echo the last user text; `1 + 2`-style questions get their sum, the n-th choice gets a suffix."""
+    if "messages" in body:
+        text = body["messages"][-1]["content"]
+    else:
+        text = body["prompt"]
+    m = re.search(r"(-?\d+)\s*\+\s*(-?\d+)", text)
+    answer = str(int(m.group(1)) + int(m.group(2))) if m else f"echo {text}"
+    if choice:
+        answer += f" #{choice}"
+    if body.get("seed") is not None:
+        answer += f" seed={body['seed']}"
+    return answer
+
+
+class FakeOpenAI:
+    """Run with `with FakeOpenAI() as server:`; `server.base_url` is the /v1 root."""
+
+    def __init__(self, latency: float = 0.0, ignore_n: bool = False,
+                 responder: Callable[[dict, int], str] = default_responder):
+        self.latency = latency
+        self.ignore_n = ignore_n
+        self.responder = responder
+        self.script: deque[dict] = deque()  # faults for the next requests, in order
+        self.requests: list[dict] = []  # every request received, faults included
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def fail_next(self, *faults: dict) -> None:
+        """Queue faults: {"status": 429, "headers": {...}, "message": ...}, {"drop": True}, {"stall": s}."""
+        self.script.extend(faults)
+
+    def completions(self) -> list[dict]:
+        """Bodies of the requests that were answered successfully."""
+        return [r["body"] for r in self.requests if r["answered"]]
+
+    def __enter__(self) -> "FakeOpenAI":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _answer(self, path: str, body: dict) -> dict:
+        chat = path.endswith("/chat/completions")
+        n = 1 if self.ignore_n else int(body.get("n") or 1)
+        prompt_text = " ".join(m["content"] for m in body["messages"]) if chat else body["prompt"]
+        choices, completion_tokens = [], 0
+        for i in range(n):
+            words = self.responder(body, i).split()
+            if body.get("max_tokens"):
+                words = words[: body["max_tokens"]]
+            text = " ".join(words)
+            stops = body.get("stop") or []
+            for stop in [stops] if isinstance(stops, str) else stops:
+                if stop and stop in text:
+                    text = text[: text.index(stop)]
+            completion_tokens += count_tokens(text)
+            if chat:
+                choices.append({"index": i, "finish_reason": "stop", "logprobs": None,
+                                "message": {"role": "assistant", "content": text}})
+            else:
+                choices.append({"index": i, "finish_reason": "stop", "logprobs": None, "text": text})
+        prompt_tokens = count_tokens(prompt_text)
+        return {
+            "id": f"fake-{len(self.requests)}", "object": "chat.completion" if chat else "text_completion",
+            "created": 1700000000, "model": body.get("model"), "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def setup(self):
+                super().setup()  # no Nagle: headers and body leave at once, no 40 ms delayed-ACK stall
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, str(v))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with fake._lock:
+                    fault = fake.script.popleft() if fake.script else None
+                    record = {"path": self.path, "headers": dict(self.headers), "body": body,
+                              "time": time.monotonic(), "answered": fault is None}
+                    fake.requests.append(record)
+                if fault and fault.get("drop"):
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault and fault.get("stall"):
+                    time.sleep(fault["stall"])
+                    record["answered"] = True
+                    fault = None
+                if fault:
+                    status = fault.get("status", 500)
+                    message = fault.get("message", f"scripted failure {status}")
+                    self._send(status, {"error": {"message": message, "type": "fake", "code": status}},
+                               fault.get("headers"))
+                    return
+                if fake.latency:
+                    time.sleep(fake.latency)
+                self._send(200, fake._answer(self.path, body))
+
+        return Handler
+
+
+def main() -> None:
+    """Serve from its own process (benchmarks do, so that the server never competes for our GIL)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--ignore-n", action="store_true")
+    args = parser.parse_args()
+    with FakeOpenAI(latency=args.latency, ignore_n=args.ignore_n) as server:
+        print(server.base_url, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

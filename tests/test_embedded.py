@@ -1,0 +1,31 @@
+"""End to end on the real embedded model: SmolLM2-135M served by llama.cpp, reached over HTTP."""
+import pytest
+
+from engine import Completion
+from engine.session import default_session
+
+pytestmark = pytest.mark.embedded
+
+
+def test_smollm2_answers_through_the_openai_client_and_caches(cache_dir):
+    config = dict(model="smollm2", prompt="What is the capital of {country}? Answer in one word.", max_tokens=6,
+                  temperature=0)
+    r = Completion.create(context={"country": "France"}, **config)
+    texts = Completion.extract_text(r)
+    assert len(texts) == 1 and texts[0].strip()
+    assert r["usage"]["completion_tokens"] <= 6 and r["usage"]["prompt_tokens"] > 5
+    assert 0 < Completion.cost("smollm2", r) < 1e-4
+    assert Completion.create(context={"country": "France"}, **config) == r
+
+
+def test_smollm2_n_is_fanned_out_into_distinct_samples(cache_dir):
+    r = Completion.create(model="smollm2", prompt="Say a random animal.", max_tokens=4, temperature=1.0, n=3)
+    assert [c["index"] for c in r["choices"]] == [0, 1, 2]
+    assert len(set(Completion.extract_text(r))) >= 2
+
+
+def test_one_server_is_shared_and_reused():
+    server = default_session().providers.embedded
+    first = server.base_url()
+    server.reset()
+    assert server.base_url() == first  # the running server is joined, not started again
