@@ -15,11 +15,11 @@ __all__ = ["FakeOpenAI", "fake_server_process", "interleaved_us", "per_call_us",
 
 
 @contextlib.contextmanager
-def fake_server_process(latency: float = 0.0):
+def fake_server_process(latency: float = 0.0, landscape: bool = False):
     """The loopback server in a process of its own; yields its base_url."""
     script = Path(__file__).resolve().parent.parent / "tests" / "fake_openai.py"
-    proc = subprocess.Popen([sys.executable, str(script), "--latency", str(latency)], stdout=subprocess.PIPE,
-                            text=True)
+    cmd = [sys.executable, str(script), "--latency", str(latency)] + (["--landscape"] if landscape else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         yield proc.stdout.readline().strip()
     finally:
@@ -38,16 +38,16 @@ def per_call_us(fn, calls: int, repeats: int = 5) -> float:
     return best * 1e6
 
 
-def interleaved_us(a, b, calls: int, batch: int = 25) -> tuple[float, float]:
+def interleaved_us(a, b, calls: int, batch: int = 25, clock=time.perf_counter) -> tuple[float, float]:
     """Per-call microseconds of `a` and `b`, run in alternating batches so that drift hits both alike;
-    each figure is the median over its batches."""
+    each figure is the median over its batches. `clock=time.process_time` counts this process's CPU only."""
     times_a, times_b = [], []
     for _ in range(max(1, calls // batch)):
         for fn, out in ((a, times_a), (b, times_b)):
-            start = time.perf_counter()
+            start = clock()
             for _ in range(batch):
                 fn()
-            out.append((time.perf_counter() - start) / batch)
+            out.append((clock() - start) / batch)
     return statistics.median(times_a) * 1e6, statistics.median(times_b) * 1e6
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import platform
 
 from .bench_requests import cache_hit_latency, overhead_over_raw_openai
+from .bench_tune import concurrency_speedup
 
 
 def main() -> None:
@@ -15,11 +16,20 @@ def main() -> None:
     print(f"  raw lmdb get of the same entry     {hit['raw_lmdb_get_us']:8.2f} us/call")
     print(f"  ratio create / raw get             {hit['create_hit_us'] / hit['raw_lmdb_get_us']:8.1f}x"
           f"   (requests sent to the server: {hit['requests_sent']})")
-    over = overhead_over_raw_openai(600)
-    print("\n## engine overhead over a raw openai call to the same loopback server (medians of alternating batches, 600 calls each)")
+    over = overhead_over_raw_openai(2000)
+    print("\n## engine overhead over a raw openai call to the same loopback server (medians of alternating batches, 2000 calls each)")
     print(f"  raw openai client                  {over['raw_openai_us']:8.1f} us/call")
     print(f"  Completion.create, use_cache=False {over['engine_no_cache_us']:8.1f} us/call")
-    print(f"  overhead                           {over['overhead_pct']:8.1f} %")
+    print(f"  overhead (wall time)               {over['overhead_pct']:8.1f} %")
+    print(f"  client CPU per call: raw {over['raw_cpu_us']:.0f} us, engine {over['engine_cpu_us']:.0f} us "
+          f"(+{over['engine_cpu_us'] - over['raw_cpu_us']:.0f} us)")
+    tune = concurrency_speedup()
+    print(f"\n## tune wall time, concurrency 8 vs 1, loopback server adding {tune['latency'] * 1000:.0f} ms per request")
+    for c, r in sorted(tune["runs"].items(), reverse=True):
+        best = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r["best"].items()}
+        print(f"  concurrency {c}: {r['wall_s']:7.2f} s, {r['trials']} trials, paid ${r['paid']:.6f} "
+              f"of ${r['budget']:g} budget, best {best}")
+    print(f"  speedup                            {tune['speedup']:8.1f}x")
 
 
 if __name__ == "__main__":

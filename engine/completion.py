@@ -1,11 +1,29 @@
 """The documented seed API (`Completion`, `ChatCompletion`): a thin facade over the engine's modules."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import contextlib
+import logging
+from typing import Dict, List, Optional
 
+from .evaluation import extract_text
 from .keys import get_key
 from .requests import prepare
 from .session import DEFAULT_CACHE_PATH, DEFAULT_SEED, default_session
+from .testing import evaluate_config
+from .tuning import Tuner
+
+logger = logging.getLogger("engine")
+
+
+@contextlib.contextmanager
+def _logging_level(level):
+    """The seed API's `logging_level`: applies to the engine's logger for the call."""
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 class Completion:
@@ -37,13 +55,38 @@ class Completion:
     @classmethod
     def extract_text(cls, response: dict) -> List[str]:
         """The texts of all choices, for chat and text completion alike."""
-        out = []
-        for choice in response["choices"]:
-            if "message" in choice and choice["message"] is not None:
-                out.append(choice["message"].get("content") or "")
-            else:
-                out.append(choice.get("text") or "")
-        return out
+        return extract_text(response)
+
+    @classmethod
+    def test(cls, data, config, eval_func=None, use_cache=True, agg_method="avg",
+             return_responses_and_per_instance_result=False, logging_level=logging.WARNING, concurrency=8):
+        """Evaluate `config` over `data` with `eval_func(responses, **point)`; aggregate with `agg_method`.
+
+        Returns None when neither this call nor an earlier `tune` gave an eval_func. Requests for
+        different points run concurrently (`concurrency`); results equal a sequential run's.
+        """
+        session = default_session()
+        eval_func = eval_func or session.last_eval_func
+        if eval_func is None:
+            logger.warning("test() needs an eval_func, or a tune() before it that had one")
+            return None
+        with _logging_level(logging_level):
+            return evaluate_config(session.requester, session.seed, data, config, eval_func, use_cache,
+                                   agg_method, return_responses_and_per_instance_result, concurrency,
+                                   cls._force_chat, progress=logging_level <= logging.WARNING)
+
+    @classmethod
+    def tune(cls, data, metric, mode, eval_func, log_file_name=None, inference_budget=None,
+             optimization_budget=None, num_samples=1, logging_level=logging.WARNING, concurrency=8, **config):
+        """Search inference settings for `data` under the budgets; returns (best_config, analysis)."""
+        session = default_session()
+        with _logging_level(logging_level):
+            tuner = Tuner(session.requester, session.seed, data, metric, mode, eval_func,
+                          inference_budget=inference_budget, optimization_budget=optimization_budget,
+                          num_samples=num_samples, log_file_name=log_file_name, concurrency=concurrency,
+                          force_chat=cls._force_chat, progress=logging_level <= logging.WARNING, space=config)
+            session.last_eval_func = eval_func
+            return tuner.run()
 
 
 class ChatCompletion(Completion):

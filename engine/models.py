@@ -37,6 +37,9 @@ class ModelSpec:
     api_key_env: str | None = None
     deployment: str | None = None  # the name the server knows the model by (Azure deployment); default: name
     ignores_n: bool = False  # the provider returns one choice whatever `n` says: fan out
+    # Upper bound on the tokens a request adds beyond its text (chat template, injected system prompt),
+    # used only for worst-case budget reservations; 8 more are counted per message.
+    prompt_overhead_tokens: int = 32
     description: str = ""
 
     def __post_init__(self):

@@ -23,6 +23,7 @@ class Session:
         self.catalog = catalog or ModelCatalog()
         self.providers = providers or ProviderClient()
         self.requester = Requester(self.catalog, CacheRoot(cache_path), self.providers)
+        self.last_eval_func = None  # the seed API's test() falls back to the one last given to tune()
 
     def set_cache(self, seed: int | str = DEFAULT_SEED, cache_path: str = DEFAULT_CACHE_PATH) -> None:
         self.seed = seed

@@ -36,6 +36,17 @@ def default_responder(body: dict, choice: int) -> str:
     return answer
 
 
+def landscape_responder(body: dict, choice: int) -> str:
+    """A tuning landscape: right when asked to think step by step or sampled cold; else right only on
+    odd choices. Answers carry 40 filler words, so cost grows with max_tokens up to 41."""
+    text = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+    m = re.search(r"(-?\d+)\s*\+\s*(-?\d+)", text)
+    right = int(m.group(1)) + int(m.group(2)) if m else 0
+    cold = body.get("temperature", 1.0) is not None and body.get("temperature", 1.0) < 0.5
+    good = "step by step" in text or cold or choice % 2 == 1
+    return f"{right if good else right + 1} " + " ".join(["because"] * 40)
+
+
 class FakeOpenAI:
     """Run with `with FakeOpenAI() as server:`; `server.base_url` is the /v1 root."""
 
@@ -58,6 +69,12 @@ class FakeOpenAI:
     def fail_next(self, *faults: dict) -> None:
         """Queue faults: {"status": 429, "headers": {...}, "message": ...}, {"drop": True}, {"stall": s}."""
         self.script.extend(faults)
+
+    def billed(self, prompt_price_1k: float, completion_price_1k: float) -> float:
+        """Dollars for every answered request, recomputed from the usage this server reported."""
+        usages = [r["usage"] for r in self.requests if "usage" in r]
+        return sum(u["prompt_tokens"] * prompt_price_1k + u["completion_tokens"] * completion_price_1k
+                   for u in usages) / 1000
 
     def completions(self) -> list[dict]:
         """Bodies of the requests that were answered successfully."""
@@ -149,7 +166,9 @@ class FakeOpenAI:
                     return
                 if fake.latency:
                     time.sleep(fake.latency)
-                self._send(200, fake._answer(self.path, body))
+                answer = fake._answer(self.path, body)
+                record["usage"] = answer["usage"]
+                self._send(200, answer)
 
         return Handler
 
@@ -161,8 +180,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--ignore-n", action="store_true")
+    parser.add_argument("--landscape", action="store_true", help="answer with landscape_responder")
     args = parser.parse_args()
-    with FakeOpenAI(latency=args.latency, ignore_n=args.ignore_n) as server:
+    responder = landscape_responder if args.landscape else default_responder
+    with FakeOpenAI(latency=args.latency, ignore_n=args.ignore_n, responder=responder) as server:
         print(server.base_url, flush=True)
         try:
             threading.Event().wait()

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from dataclasses import replace
 
 import openai
 from tenacity import AsyncRetrying, Retrying
 
+from ..aio import LoopThread
 from .embedded import EmbeddedServer
 from .endpoint import Endpoint
-from .retry import RetryPolicy, provider_error
+from .retry import RetryPolicy, is_retryable, provider_error, retry_after_seconds
 
 # Parameters the openai SDK takes by name; anything else in a request goes in `extra_body`.
 _SDK_PARAMS = frozenset({
@@ -44,6 +46,7 @@ class ProviderClient:
         self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its clients
         self._lock = threading.Lock()
         self.embedded = EmbeddedServer()
+        self.loop = LoopThread()  # where the async clients live
 
     def _client(self, endpoint: Endpoint, is_async: bool):
         base_url = self.embedded.base_url() if endpoint.provider == "embedded" else endpoint.base_url
@@ -77,8 +80,17 @@ class ProviderClient:
         return client if request.timeout is None else client.with_options(timeout=float(request.timeout))
 
     def complete(self, request, payload: dict) -> dict:
-        """Send `payload` (one part of a PreparedRequest) and wait; returns a JSON-ready dict."""
+        """Send `payload` (one part of a PreparedRequest) and wait; returns a JSON-ready dict.
+
+        The first attempt goes straight to the SDK (most calls succeed, and this path is hot); a
+        retryable failure hands over to tenacity, after the wait the policy gives for that failure.
+        """
         endpoint = request.endpoint
+        try:
+            return self._send(self._client_for(request, False), endpoint, payload)
+        except openai.OpenAIError as exc:
+            self._give_up_unless_retryable(endpoint, exc)
+            time.sleep(self._first_wait(exc))
         try:
             for attempt in Retrying(**self._policy(request)):
                 with attempt:
@@ -91,12 +103,27 @@ class ProviderClient:
         """The same as `complete`, awaiting the async client."""
         endpoint = request.endpoint
         try:
+            return await self._send(self._client_for(request, True), endpoint, payload)
+        except openai.OpenAIError as exc:
+            self._give_up_unless_retryable(endpoint, exc)
+            await asyncio.sleep(self._first_wait(exc))
+        try:
             async for attempt in AsyncRetrying(**self._policy(request)):
                 with attempt:
                     return await self._send(self._client_for(request, True), endpoint, payload)
         except openai.OpenAIError as exc:
             self._on_failure(endpoint, exc)
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
+
+    def _give_up_unless_retryable(self, endpoint: Endpoint, exc: openai.OpenAIError) -> None:
+        self._on_failure(endpoint, exc)
+        if not is_retryable(exc):
+            raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
+
+    def _first_wait(self, exc: BaseException) -> float:
+        hinted = retry_after_seconds(exc)
+        base = self.policy.initial_wait
+        return max(base, hinted) if hinted is not None else base
 
     @staticmethod
     def _send(client, endpoint: Endpoint, payload: dict):

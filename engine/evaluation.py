@@ -1,0 +1,167 @@
+"""Evaluate one config over data points: requests run concurrently, results come back in data order.
+
+Every point is prepared (templated, validated) before the first request, so bad input costs nothing.
+Concurrency is asyncio with the async openai client, bounded by a semaphore; the cache, the cost and
+the order of results are exactly those of a sequential run.
+"""
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from tqdm.auto import tqdm
+
+from .budget import BudgetExhausted, BudgetGuard
+from .errors import ConfigError
+from .requests import Outcome, PreparedRequest, Requester, prepare
+
+AGGREGATORS: dict[str, Callable] = {"avg": statistics.fmean, "mean": statistics.fmean, "average": statistics.fmean,
+                                    "median": statistics.median, "min": min, "max": max, "sum": sum}
+
+
+def extract_text(response: dict) -> list[str]:
+    """The texts of all choices, for chat and text completion alike."""
+    out = []
+    for choice in response["choices"]:
+        message = choice.get("message")
+        out.append((message.get("content") if message else choice.get("text")) or "")
+    return out
+
+
+@dataclass
+class EvalRun:
+    """What evaluating a config over some points took and gave (outcomes in data order)."""
+
+    outcomes: list[Outcome | None]  # None where the budget refused the request
+    cost: float = 0.0  # what these responses cost at list price, cached ones included
+    spent: float = 0.0  # dollars actually paid now (cache hits are free)
+    cache_hits: int = 0
+    requests: int = 0
+    budget_exhausted: bool = False
+    interrupted: bool = False
+    usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+
+
+class Evaluator:
+    """Sends one config's requests for many data points, concurrently, through cache and budget."""
+
+    def __init__(self, requester: Requester, seed: int | str, concurrency: int = 8,
+                 budget: BudgetGuard | None = None, force_chat: bool = False, progress: bool = True):
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
+        self.requester = requester
+        self.seed = seed
+        self.concurrency = concurrency
+        self.budget = budget
+        self.force_chat = force_chat
+        self.progress = progress
+
+    def prepare(self, config: Mapping[str, Any], data: Sequence[Mapping], indices: Sequence[int],
+                offset: int = 0) -> list[list[PreparedRequest]]:
+        catalog = self.requester.catalog
+        return [prepare(config, data[i], catalog, self.seed, self.force_chat, index=i, offset=offset)
+                for i in indices]
+
+    def run(self, config: Mapping[str, Any], data: Sequence[Mapping], indices: Sequence[int] | None = None,
+            use_cache: bool = True, offset: int = 0, desc: str = "evaluating") -> EvalRun:
+        indices = list(range(len(data))) if indices is None else list(indices)
+        prepared = self.prepare(config, data, indices, offset)
+        run = EvalRun(outcomes=[None] * len(prepared))
+
+        def interrupted():
+            run.interrupted = True
+            tqdm.write("interrupted: waiting for the requests in flight so that they are cached "
+                       "(Ctrl-C again to abandon them)", file=sys.stderr)
+
+        return self.requester.providers.loop.run(self._run(prepared, use_cache, desc, run), interrupted)
+
+    async def _run(self, prepared: list[list[PreparedRequest]], use_cache: bool, desc: str, run: EvalRun) -> EvalRun:
+        send = self.budget.guard(self.requester.catalog, self.requester.providers.acomplete) if self.budget else None
+        semaphore = asyncio.Semaphore(self.concurrency)
+        bar = tqdm(total=len(prepared), desc=desc, unit="pt", delay=1.0, leave=False, disable=not self.progress)
+
+        async def one(i: int, requests: list[PreparedRequest]) -> None:
+            if run.budget_exhausted or run.interrupted:
+                return
+            async with semaphore:
+                if run.budget_exhausted or run.interrupted:
+                    return
+                try:
+                    outcome = await self.requester.arun(requests, use_cache, send)
+                except BudgetExhausted:
+                    run.budget_exhausted = True
+                    return
+            run.outcomes[i] = outcome
+            run.spent += outcome.spent
+            run.cache_hits += outcome.cache_hits
+            run.requests += len(outcome.request.parts)
+            usage = outcome.response.get("usage") or {}
+            for k in run.usage:
+                run.usage[k] += usage.get(k, 0) or 0
+            cost = self.requester.cost(outcome.request.model, outcome.response)
+            run.cost += cost
+            if self.budget is not None:
+                self.budget.charge_cached(cost - outcome.spent)
+            bar.update(1)
+            bar.set_postfix(spent=f"${run.spent:.5f}", hits=run.cache_hits, refresh=False)
+
+        try:
+            await asyncio.gather(*(one(i, r) for i, r in enumerate(prepared)))
+        finally:
+            bar.close()
+        return run
+
+
+def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg") -> dict:
+    """Aggregate per-point metrics: a named method, one callable for every metric, or {name: callable}.
+
+    With a dict, a key that is a metric's name aggregates that metric; a key `<prefix>_<metric>`
+    (e.g. `median_success`) aggregates `<metric>` under the new name.
+    """
+    if not per_instance:
+        return {}
+    metrics = [k for k, v in per_instance[0].items() if _numeric(v)]
+    values = {k: [float(r[k]) for r in per_instance if _numeric(r.get(k))] for k in metrics}
+    if isinstance(agg_method, str):
+        fn = AGGREGATORS.get(agg_method)
+        if fn is None:
+            raise ConfigError(f"agg_method {agg_method!r} is not one of {sorted(AGGREGATORS)}")
+        return {k: fn(v) for k, v in values.items()}
+    if callable(agg_method):
+        return {k: _plain(agg_method(v)) for k, v in values.items()}
+    if isinstance(agg_method, dict):
+        out = {}
+        for name, fn in agg_method.items():
+            if not callable(fn):
+                raise ConfigError(f"agg_method[{name!r}] must be callable")
+            source = name if name in values else next((m for m in metrics if name.endswith("_" + m)), None)
+            if source is None:
+                raise ConfigError(f"agg_method key {name!r} names no metric (metrics: {metrics})")
+            out[name] = _plain(fn(values[source]))
+        return out
+    raise ConfigError(f"agg_method must be a str, a callable or a dict of callables, got {type(agg_method).__name__}")
+
+
+def _numeric(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, complex)
+
+
+def _plain(v):
+    """numpy scalars -> Python numbers, so results serialise anywhere."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def evaluate_points(run: EvalRun, data: Sequence[Mapping], indices: Sequence[int], eval_func: Callable) -> list[dict]:
+    """Apply `eval_func(texts, **point)` to every answered point, in data order."""
+    results = []
+    for outcome, i in zip(run.outcomes, indices):
+        if outcome is None:
+            continue
+        metrics = eval_func(extract_text(outcome.response), **data[i])
+        if not isinstance(metrics, dict):
+            raise ConfigError(f"eval_func must return a dict of metrics, got {type(metrics).__name__} for point {i}")
+        results.append(metrics)
+    return results

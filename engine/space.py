@@ -1,0 +1,185 @@
+"""The search space: a plain dict of FLAML domains, built in one function, and its decoding.
+
+Prompts, chat prefixes and stop lists are searched by index (FLAML samples numbers, not callables);
+`decode` turns a sample back into a config that `create`, `test` and the registry accept.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing; tuning does not need it
+    warnings.simplefilter("ignore")
+    from flaml import tune
+    from flaml.tune.sample import Categorical, Domain, Float, Integer
+
+from .errors import ConfigError
+
+DEFAULT_MODEL = "smollm2"
+
+
+def default_space() -> dict:
+    """What is searched unless the caller says otherwise (the caller's `**config` updates it)."""
+    return {
+        "model": DEFAULT_MODEL,
+        "temperature_or_top_p": tune.choice([{"temperature": tune.uniform(0, 2)}, {"top_p": tune.uniform(0, 1)}]),
+        "max_tokens": tune.lograndint(16, 512),
+        "n": tune.randint(1, 5),
+        "prompt": "{prompt}",
+    }
+
+
+@dataclass
+class SearchSpace:
+    """The FLAML space plus the lookup tables its indices refer to."""
+
+    space: dict
+    models: list[str]
+    prompts: list | None = None
+    messages: list | None = None
+    stops: list | None = None
+    constants: dict = field(default_factory=dict)
+
+    def decode(self, sample: dict) -> dict:
+        """A FLAML sample -> a request config (templates, stop list, flat sampling parameters)."""
+        flat: dict[str, Any] = {}
+        for key, value in sample.items():
+            if key in ("subspace", "temperature_or_top_p") and isinstance(value, dict):
+                flat.update(self.decode(value))
+            else:
+                flat[key] = value
+        if self.prompts is not None and "prompt" in flat:
+            flat["prompt"] = self.prompts[flat["prompt"]]
+        if self.messages is not None and "messages" in flat:
+            flat["messages"] = self.messages[flat["messages"]]
+        if self.stops is not None and "stop" in flat:
+            flat["stop"] = self.stops[flat["stop"]]
+            if flat["stop"] is None:
+                del flat["stop"]
+        for k in ("n", "max_tokens"):
+            if k in flat:
+                flat[k] = int(flat[k])
+        return flat
+
+    def choice_key(self, config: dict) -> tuple:
+        """What a config's cost depends on besides max_tokens and n: model and prompt/prefix."""
+        prompt = config.get("prompt", config.get("messages"))
+        return config.get("model"), _label(prompt)
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        """(lowest, highest) value a numeric hyperparameter can take anywhere in the space."""
+        values = list(_domains_named(self.space, name))
+        if not values:
+            raise KeyError(name)
+        lows, highs = zip(*(_domain_bounds(v) for v in values))
+        return min(lows), max(highs)
+
+    def size(self) -> float:
+        """Number of distinct configs (math.inf when a continuous domain is searched)."""
+        return _size(self.space)
+
+
+def build_space(overrides: dict | None = None) -> SearchSpace:
+    """The default space updated by `overrides`, validated, with templates replaced by indices."""
+    overrides = dict(overrides or {})
+    space = default_space()
+    if "messages" in overrides:
+        space.pop("prompt")
+    if "temperature" in overrides and "top_p" in overrides:
+        raise ConfigError("give temperature or top_p to search, not both: they should not vary together")
+    for name in ("temperature", "top_p"):
+        if name in overrides:
+            space["temperature_or_top_p"] = {name: overrides.pop(name)}
+    if "temperature_or_top_p" in overrides:
+        space["temperature_or_top_p"] = overrides.pop("temperature_or_top_p")
+    space.update(overrides)
+    if "prompt" in space and "messages" in space:
+        raise ConfigError("give either `prompt` or `messages` to search, not both")
+
+    result = SearchSpace(space, models=[])
+    if "prompt" in space:
+        result.prompts = _as_choices(space["prompt"], lambda p: isinstance(p, (list, tuple)))
+        space["prompt"] = tune.choice(list(range(len(result.prompts))))
+    else:
+        msgs = space["messages"]
+        nested = isinstance(msgs, list) and msgs and isinstance(msgs[0], list)
+        result.messages = list(msgs) if nested else [msgs]
+        space["messages"] = tune.choice(list(range(len(result.messages))))
+    if space.get("stop") is not None:
+        stops = space["stop"]
+        nested = isinstance(stops, list) and stops and all(isinstance(s, list) or s is None for s in stops)
+        result.stops = list(stops) if nested else [stops]
+        space["stop"] = tune.choice(list(range(len(result.stops))))
+    _check_positive(space)
+
+    models = space.pop("model")
+    if isinstance(models, Categorical):
+        models = list(models.categories)
+    result.models = list(models) if isinstance(models, (list, tuple)) else [models]
+    if len(result.models) == 1:
+        space["model"] = result.models[0]
+    else:  # hierarchical: every model gets its own sampling hyperparameters
+        sub = {k: space.pop(k) for k in ("max_tokens", "temperature_or_top_p", "n") if k in space}
+        space["subspace"] = tune.choice([{"model": m, **sub} for m in result.models])
+    result.constants = {k: v for k, v in space.items() if not isinstance(v, (Domain, dict))}
+    return result
+
+
+def _as_choices(value, is_list) -> list:
+    choices = list(value) if is_list(value) else [value]
+    if not choices:
+        raise ConfigError("an empty list of prompts cannot be searched")
+    for c in choices:
+        if not isinstance(c, str) and not callable(c):
+            raise ConfigError(f"a prompt must be a str or a callable template, got {type(c).__name__}")
+    return choices
+
+
+def _check_positive(space: dict) -> None:
+    for name in ("n", "max_tokens"):
+        value = space.get(name)
+        if value is None:
+            continue
+        low = _domain_bounds(value)[0] if isinstance(value, Domain) else value
+        if not isinstance(low, (int, float)) or low < 1:
+            raise ConfigError(f"{name} must be >= 1 everywhere in the search space, got {value!r}")
+
+
+def _label(template) -> str:
+    if isinstance(template, list):
+        return "|".join(_label(m.get("content")) if isinstance(m, dict) else _label(m) for m in template)
+    return template if isinstance(template, str) else getattr(template, "__qualname__", repr(template))
+
+
+def _domains_named(space: dict, name: str):
+    for key, value in space.items():
+        if key == name:
+            yield value
+        elif isinstance(value, dict):
+            yield from _domains_named(value, name)
+        elif isinstance(value, Categorical):
+            for cat in value.categories:
+                if isinstance(cat, dict):
+                    yield from _domains_named(cat, name)
+
+
+def _domain_bounds(value) -> tuple[float, float]:
+    if isinstance(value, (Integer, Float)):
+        return value.lower, value.upper
+    if isinstance(value, Categorical):
+        return min(value.categories), max(value.categories)
+    return value, value
+
+
+def _size(value) -> float:
+    if isinstance(value, dict):
+        return math.prod(_size(v) for v in value.values()) if value else 1
+    if isinstance(value, Categorical):
+        return sum(_size(c) for c in value.categories)
+    if isinstance(value, Integer):
+        return value.upper - value.lower
+    if isinstance(value, Float):
+        return math.inf
+    return 1

@@ -1,0 +1,36 @@
+"""`test`: evaluate one config over data with an eval function and aggregate the metrics."""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from .errors import ConfigError
+from .evaluation import Evaluator, aggregate, evaluate_points, extract_text
+from .requests import Requester
+
+
+def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, eval_func: Callable,
+                    use_cache: bool = True, agg_method="avg", return_details: bool = False, concurrency: int = 8,
+                    force_chat: bool = False, progress: bool = True):
+    """Aggregated metrics plus `cost` (total, list price) and `inference_cost` (per instance).
+
+    With `return_details`, returns (aggregated, per_instance_results, responses) where responses are
+    the texts of each point's choices, as the seed library did.
+    """
+    if not data:
+        raise ConfigError("data is empty: nothing to test")
+    config = _loadable(config)
+    run = Evaluator(requester, seed, concurrency, force_chat=force_chat, progress=progress).run(
+        config, data, use_cache=use_cache, desc="test")
+    per_instance = evaluate_points(run, data, range(len(data)), eval_func)
+    result = aggregate(per_instance, agg_method)
+    result["cost"] = run.cost
+    result["inference_cost"] = run.cost / len(data)
+    if return_details:
+        return result, per_instance, [extract_text(o.response) for o in run.outcomes]
+    return result
+
+
+def _loadable(config):
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config must be a dict, got {type(config).__name__}")
+    return config

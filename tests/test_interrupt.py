@@ -1,0 +1,52 @@
+"""Ctrl-C mid-tune keeps every paid response; rerunning the tune repays none of them."""
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from fake_openai import FakeOpenAI, landscape_responder
+
+SCRIPT = textwrap.dedent("""
+    import logging, sys
+    from engine import Completion
+    from engine.session import default_session
+    base_url, cache = sys.argv[1], sys.argv[2]
+    default_session().catalog.add({"name": "fake-chat", "provider": "compatible", "base_url": base_url,
+                                   "price_per_1k": {"prompt": 0.001, "completion": 0.002}})
+    Completion.set_cache(41, cache)
+    data = [{"question": f"What is {a} + {b}?", "answer": a + b} for a in range(6) for b in range(4)]
+    def eval_func(responses, **p):
+        return {"success": any(r.split()[:1] == [str(p["answer"])] for r in responses)}
+    print("starting", flush=True)
+    Completion.tune(data, "success", "max", eval_func, optimization_budget=0.05, num_samples=4, concurrency=4,
+                    model="fake-chat", prompt=["{question}", "Think step by step. {question}"], max_tokens=12,
+                    logging_level=logging.ERROR)
+    print("finished", flush=True)
+""")
+
+
+def _key(body):
+    return json.dumps(body, sort_keys=True)
+
+
+def test_interrupted_tune_loses_nothing_it_paid_for(tmp_path):
+    with FakeOpenAI(latency=0.05, responder=landscape_responder) as fake:
+        cmd = [sys.executable, "-c", SCRIPT, fake.base_url, str(tmp_path / "cache")]
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(fake.requests) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+        assert "finished" not in out and "KeyboardInterrupt" in err
+        paid = {_key(r["body"]) for r in fake.requests if "usage" in r}
+        assert len(paid) >= 10
+        first_run = len(fake.requests)
+
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert "finished" in rerun.stdout, rerun.stderr
+        again = [_key(r["body"]) for r in fake.requests[first_run:]]
+        assert again, "the rerun should go on where the first one stopped"
+        assert not paid & set(again), "a response paid for before Ctrl-C was requested again"

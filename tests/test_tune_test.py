@@ -1,0 +1,158 @@
+"""tune and test against a deterministic loopback server: semantics, budgets, pruning, cache reuse."""
+import json
+import logging
+
+import numpy as np
+import pytest
+from flaml.tune import randint
+
+from engine import BudgetError, Completion, ConfigError, TemplateKeyError
+from engine.session import default_session
+from engine.tuning import Tuner
+from fake_openai import landscape_responder
+
+PRICE = {"prompt": 0.001, "completion": 0.002}  # per 1K tokens, as registered by conftest
+DATA = [{"question": f"What is {a} + {b}?", "answer": a + b} for a, b in
+        [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (2, 2), (4, 5), (6, 1), (8, 3)]]
+PROMPTS = ["{question}", "Think step by step. {question}"]
+
+
+def eval_func(responses, **point):
+    ok = [r.split()[:1] == [str(point["answer"])] for r in responses]
+    return {"success": any(ok), "success_rate": sum(ok) / len(ok)}
+
+
+@pytest.fixture
+def landscape(fake_models):
+    fake_models.responder = landscape_responder
+    return fake_models
+
+
+def test_test_aggregates_as_documented(fake_models):
+    config = {"model": "fake-chat", "prompt": "{question}", "max_tokens": 8}
+    data = DATA[:5]
+    avg = Completion.test(data, config, eval_func)
+    assert avg["success"] == 1.0 and avg["success_rate"] == 1.0
+    assert avg["cost"] > 0 and avg["inference_cost"] == pytest.approx(avg["cost"] / 5)
+    answers = [1.0, 0.0, 1.0, 1.0, 0.0]
+    graded = lambda responses, **p: {"success": answers[p["answer"] % 5]}  # noqa: E731
+    data = [{"question": f"What is {i} + 0?", "answer": i} for i in range(5)]
+    assert Completion.test(data, config, graded, agg_method="median")["success"] == 1.0
+    assert Completion.test(data, config, graded, agg_method=np.median)["success"] == 1.0
+    assert Completion.test(data, config, graded, agg_method="min")["success"] == 0.0
+    named = Completion.test(data, config, graded, agg_method={"median_success": np.median, "avg_success": np.mean})
+    assert named["median_success"] == 1.0 and named["avg_success"] == pytest.approx(0.6)
+
+
+def test_test_can_return_responses_and_per_instance_results(fake_models):
+    config = {"model": "fake-chat", "prompt": "{question}", "max_tokens": 3, "n": 2}
+    agg, per_instance, responses = Completion.test(DATA[:3], config, eval_func,
+                                                   return_responses_and_per_instance_result=True)
+    assert len(per_instance) == 3 and per_instance[0] == {"success": True, "success_rate": 1.0}
+    assert responses[0] == ["3", "3 #1"]
+
+
+def test_concurrent_test_equals_sequential(landscape, tmp_path):
+    config = {"model": "fake-chat", "prompt": "{question}", "max_tokens": 12, "temperature": 0.9}
+    Completion.set_cache(41, str(tmp_path / "seq"))
+    seq = Completion.test(DATA, config, eval_func, concurrency=1, return_responses_and_per_instance_result=True)
+    Completion.set_cache(41, str(tmp_path / "par"))
+    par = Completion.test(DATA, config, eval_func, concurrency=8, return_responses_and_per_instance_result=True)
+    assert par == seq
+    assert len(landscape.requests) == 2 * len(DATA)
+
+
+def test_test_without_any_eval_func_returns_none(fake_models):
+    default_session().last_eval_func = None
+    assert Completion.test(DATA[:2], {"model": "fake-chat", "prompt": "{question}"}) is None
+    assert fake_models.requests == []
+
+
+def tune(**kwargs):
+    args = dict(data=DATA, metric="success", mode="max", eval_func=eval_func, model="fake-chat", prompt=PROMPTS,
+                logging_level=logging.ERROR)
+    args.update(kwargs)
+    return Completion.tune(**args)
+
+
+def test_tune_finds_a_config_that_test_and_create_accept(landscape, tmp_path):
+    log = tmp_path / "trials.jsonl"
+    best, analysis = tune(optimization_budget=0.05, num_samples=12, log_file_name=str(log), max_tokens=8)
+    assert best["model"] == "fake-chat" and best["prompt"] in PROMPTS and not ("temperature" in best and "top_p" in best)
+    result = Completion.test(DATA, best)  # eval_func from tune
+    assert result["success"] == 1.0
+    r = Completion.create(context=DATA[0], **best)
+    assert Completion.extract_text(r)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(lines) == len(analysis.trials) - sum(t.last_result is None for t in analysis.trials)
+    assert {"config", "metrics", "cost", "tokens", "wall_time", "pruned"} <= set(lines[0])
+
+
+def test_budget_is_a_hard_cap_recomputed_server_side(landscape):
+    budget = 0.004
+    best, _ = tune(optimization_budget=budget, num_samples=-1, concurrency=8, max_tokens=randint(4, 60))
+    billed = landscape.billed(PRICE["prompt"], PRICE["completion"])
+    assert 0 < billed <= budget
+    assert best
+
+
+def test_inference_budget_prunes_expensive_trials(landscape, tmp_path):
+    log = tmp_path / "trials.jsonl"
+    # long answers (max_tokens 41) cost about $0.0001 per point; the budget allows about 20 tokens
+    best, _ = tune(optimization_budget=0.02, num_samples=10, inference_budget=0.00006, n=1,
+                   max_tokens=randint(4, 64), log_file_name=str(log))
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    pruned = [x for x in lines if x["pruned"] == "cost"]
+    assert pruned, "expected at least one trial over the inference budget"
+    assert all(x["data_used"] < len(DATA) for x in pruned if x["requests"])
+    assert best["max_tokens"] < 30
+
+
+def test_rerun_of_a_tune_costs_nothing(landscape, tmp_path):
+    kwargs = dict(optimization_budget=0.01, num_samples=6, max_tokens=randint(4, 40))
+    first, _ = tune(**kwargs)
+    sent = len(landscape.requests)
+    session = default_session()
+    tuner = Tuner(session.requester, session.seed, DATA, "success", "max", eval_func, optimization_budget=0.01,
+                  num_samples=6, progress=False, space={"model": "fake-chat", "prompt": PROMPTS,
+                                                        "max_tokens": randint(4, 40)})
+    second, _ = tuner.run()
+    assert len(landscape.requests) == sent and tuner.guard.paid == 0 and tuner.guard.saved > 0
+    assert second == first
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(metric="accuracy"), ConfigError, "'accuracy' is not in eval_func's result"),
+    (dict(mode="maximize"), ConfigError, "mode must be 'min' or 'max'"),
+    (dict(data=[]), ConfigError, "data is empty"),
+    (dict(prompt="{question} {missing}"), TemplateKeyError, "'missing' is missing in data point 0"),
+    (dict(temperature=0.5, top_p=0.9), ConfigError, "not both"),
+    (dict(optimization_budget=0), BudgetError, "optimization_budget must be > 0"),
+    (dict(inference_budget=-1), BudgetError, "inference_budget must be > 0"),
+    (dict(optimization_budget=1e-9), BudgetError, "below the cheapest possible request"),
+])
+def test_bad_input_fails_before_any_spend(fake_models, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tune(**{"optimization_budget": 0.01, **kwargs})
+    assert fake_models.requests == []
+
+
+def test_missing_key_in_a_later_point_is_named_with_its_index(fake_models):
+    data = DATA[:3] + [{"answer": 1}]
+    with pytest.raises(TemplateKeyError, match="'question' is missing in data point 3"):
+        tune(data=data, optimization_budget=0.01)
+    assert fake_models.requests == []
+
+
+def test_concurrent_requests_retry_transient_faults(fake_models):
+    fake_models.fail_next({"status": 429, "headers": {"Retry-After": "0.2"}}, {"status": 502}, {"drop": True})
+    config = {"model": "fake-chat", "prompt": "{question}", "max_tokens": 4, "max_retry_period": 10}
+    result = Completion.test(DATA[:6], config, eval_func, concurrency=4)
+    assert result["success"] == 1.0
+    assert len(fake_models.requests) == 6 + 3
+
+
+def test_concurrent_requests_fail_fast_on_a_refused_key(fake_models):
+    fake_models.fail_next({"status": 401})
+    with pytest.raises(Exception, match="HTTP 401"):
+        Completion.test(DATA[:1], {"model": "fake-chat", "prompt": "{question}"}, eval_func)
