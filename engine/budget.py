@@ -1,7 +1,7 @@
-"""A hard cap on dollars: reserve a request's worst-case cost before sending, settle the real cost after.
+"""A hard cap on dollars: reserve each request's worst-case cost before sending, settle the real cost after.
 
-Reservations make the cap hold under concurrency: the sum of settled costs plus outstanding reservations
-never exceeds the limit, and a real cost can never exceed its reservation, so the spend never does either.
+Reservations make the cap hold under concurrency: settled costs plus outstanding reservations never
+exceed the limit, and a real cost never exceeds its reservation, so the spend never does either.
 """
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ from .errors import BudgetError
 from .models import ModelSpec
 
 logger = logging.getLogger(__name__)
-
-
-class BudgetExhausted(BudgetError):
-    """The next request's worst case does not fit in what is left: stop cleanly."""
 
 
 def worst_case_cost(spec: ModelSpec, payload: dict) -> float:
@@ -36,8 +32,10 @@ class BudgetGuard:
     """Money for one run. `limit=None` tracks spending without a cap.
 
     `paid` is what was really spent now; `charged` adds the list price of the cached responses the run
-    used. The cap applies to `charged` (so `paid` <= `charged` <= limit): a rerun served from the cache
-    then makes the same decisions as the first run, and stops at the same point, for $0.
+    used. Work is admitted in data order while `charged` plus the worst case of everything admitted and
+    not yet settled fits in the limit. Cached responses are admitted at their worst case too, so a rerun
+    served from the cache makes exactly the same decisions as the first run, stops at the same point,
+    and pays $0; and since a real cost never exceeds its worst case, `paid <= charged <= limit`.
     """
 
     def __init__(self, limit: float | None = None):
@@ -63,43 +61,27 @@ class BudgetGuard:
     def exhausted(self) -> bool:
         return self.refused > 0
 
-    def reserve(self, amount: float) -> None:
+    def admit(self, worst_cases: list[float]) -> int:
+        """Reserve the longest prefix of `worst_cases` that fits; returns how many were admitted."""
         with self._lock:
-            if self.limit is not None and self.charged + self.reserved + amount > self.limit:
-                self.refused += 1
-                raise BudgetExhausted(
-                    f"optimization budget reached: ${self.charged:.6f} used of ${self.limit:.6f}, "
-                    f"the next request could cost up to ${amount:.6f}")
-            self.reserved += amount
+            admitted = 0
+            for amount in worst_cases:
+                if self.limit is not None and self.charged + self.reserved + amount > self.limit:
+                    self.refused += 1
+                    break
+                self.reserved += amount
+                admitted += 1
+            return admitted
 
-    def settle(self, reserved: float, actual: float) -> None:
+    def settle(self, reserved: float, charged: float, paid: float) -> None:
+        """Replace a reservation by what the work cost at list price (`charged`) and really `paid`."""
         with self._lock:
             self.reserved -= reserved
-            self.paid += actual
-            self.charged += actual
-
-    def charge_cached(self, amount: float) -> None:
-        with self._lock:
-            self.charged += amount
+            self.charged += charged
+            self.paid += paid
+        if charged > reserved + 1e-12:  # the bound was wrong: say so loudly, keep what was paid for
+            logger.warning("a response cost $%.6f, above its worst-case bound $%.6f: raise "
+                           "prompt_overhead_tokens in its model config", charged, reserved)
 
     def release(self, reserved: float) -> None:
-        self.settle(reserved, 0.0)
-
-    def guard(self, catalog, send):
-        """Wrap an async `send(request, payload)` so every call is reserved, then settled."""
-        async def guarded(request, payload):
-            spec = catalog.get(request.model)
-            reservation = worst_case_cost(spec, payload)
-            self.reserve(reservation)
-            try:
-                response = await send(request, payload)
-            except BaseException:
-                self.release(reservation)
-                raise
-            actual = catalog.cost(request.model, response.get("usage"))
-            self.settle(reservation, actual)
-            if actual > reservation:  # the bound was wrong: say so loudly, but keep what was paid for
-                logger.warning("a %s response cost $%.6f, above its worst-case bound $%.6f: raise "
-                               "prompt_overhead_tokens in its model config", request.model, actual, reservation)
-            return response
-        return guarded
+        self.settle(reserved, 0.0, 0.0)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from .budget import BudgetExhausted, BudgetGuard
+from .budget import BudgetGuard, worst_case_cost
 from .errors import ConfigError
 from .requests import Outcome, PreparedRequest, Requester, prepare
 
@@ -70,30 +70,46 @@ class Evaluator:
         indices = list(range(len(data))) if indices is None else list(indices)
         prepared = self.prepare(config, data, indices, offset)
         run = EvalRun(outcomes=[None] * len(prepared))
+        reservations = self._admit(prepared, run)
 
         def interrupted():
             run.interrupted = True
             tqdm.write("interrupted: waiting for the requests in flight so that they are cached "
                        "(Ctrl-C again to abandon them)", file=sys.stderr)
 
-        return self.requester.providers.loop.run(self._run(prepared, use_cache, desc, run), interrupted)
+        try:
+            return self.requester.providers.loop.run(self._run(prepared, use_cache, desc, run, reservations),
+                                                     interrupted)
+        finally:
+            if self.budget is not None:  # what was reserved and never settled (failures, Ctrl-C)
+                self.budget.release(sum(reservations))
 
-    async def _run(self, prepared: list[list[PreparedRequest]], use_cache: bool, desc: str, run: EvalRun) -> EvalRun:
-        send = self.budget.guard(self.requester.catalog, self.requester.providers.acomplete) if self.budget else None
+    def _admit(self, prepared: list[list[PreparedRequest]], run: EvalRun) -> list[float]:
+        """Reserve each point's worst case (its most expensive endpoint), in data order, while it fits."""
+        if self.budget is None:
+            return [0.0] * len(prepared)
+        catalog = self.requester.catalog
+        worst = [max(sum(worst_case_cost(catalog.get(r.model), payload) for payload, _ in r.parts) for r in requests)
+                 for requests in prepared]
+        admitted = self.budget.admit(worst)
+        if admitted < len(prepared):
+            run.budget_exhausted = True
+            del prepared[admitted:]
+            del run.outcomes[admitted:]
+        return worst[:admitted]
+
+    async def _run(self, prepared: list[list[PreparedRequest]], use_cache: bool, desc: str, run: EvalRun,
+                   reservations: list[float]) -> EvalRun:
         semaphore = asyncio.Semaphore(self.concurrency)
         bar = tqdm(total=len(prepared), desc=desc, unit="pt", delay=1.0, leave=False, disable=not self.progress)
 
         async def one(i: int, requests: list[PreparedRequest]) -> None:
-            if run.budget_exhausted or run.interrupted:
+            if run.interrupted:
                 return
             async with semaphore:
-                if run.budget_exhausted or run.interrupted:
+                if run.interrupted:
                     return
-                try:
-                    outcome = await self.requester.arun(requests, use_cache, send)
-                except BudgetExhausted:
-                    run.budget_exhausted = True
-                    return
+                outcome = await self.requester.arun(requests, use_cache)
             run.outcomes[i] = outcome
             run.spent += outcome.spent
             run.cache_hits += outcome.cache_hits
@@ -104,7 +120,8 @@ class Evaluator:
             cost = self.requester.cost(outcome.request.model, outcome.response)
             run.cost += cost
             if self.budget is not None:
-                self.budget.charge_cached(cost - outcome.spent)
+                self.budget.settle(reservations[i], cost, outcome.spent)
+                reservations[i] = 0.0
             bar.update(1)
             bar.set_postfix(spent=f"${run.spent:.5f}", hits=run.cache_hits, refresh=False)
 

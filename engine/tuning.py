@@ -233,7 +233,7 @@ class Tuner:
             run = self.evaluator.run(dict(config, n=1), self.data, points, desc=f"trial {len(self.trials) + 1}")
             t.absorb(run)
             completion_cost += self._collect(run, points, responses, prompt_cost)
-            t.data_used, have = size, 1
+            t.data_used, have = t.data_used + sum(o is not None for o in run.outcomes), 1
             if run.budget_exhausted:
                 return self._stop(t, responses, "budget")
             t.inference_cost = estimate_inference_cost(sum(prompt_cost) / size, completion_cost / size, n, fanout)

@@ -156,3 +156,22 @@ def test_concurrent_requests_fail_fast_on_a_refused_key(fake_models):
     fake_models.fail_next({"status": 401})
     with pytest.raises(Exception, match="HTTP 401"):
         Completion.test(DATA[:1], {"model": "fake-chat", "prompt": "{question}"}, eval_func)
+
+
+def test_a_tune_stopped_by_its_budget_replays_from_the_cache_for_free(landscape):
+    space = {"model": "fake-chat", "prompt": PROMPTS, "max_tokens": randint(4, 60)}
+    session = default_session()
+
+    def run():
+        tuner = Tuner(session.requester, session.seed, DATA, "success", "max", eval_func, optimization_budget=0.003,
+                      num_samples=-1, progress=False, concurrency=8, space=dict(space))
+        best, _ = tuner.run()
+        return tuner, best
+
+    first, best = run()
+    assert first.stopped_by_budget and first.guard.paid <= 0.003
+    sent = len(landscape.requests)
+    second, again = run()
+    assert len(landscape.requests) == sent and second.guard.paid == 0
+    assert again == best and len(second.trials) == len(first.trials)
+    assert landscape.billed(PRICE["prompt"], PRICE["completion"]) <= 0.003
