@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m engine.demo
+	$(PY) -m engine.tune
 
 test: setup
 	$(PY) -m pytest

@@ -77,33 +77,62 @@ class ResponseCache:
         self._env.close()
 
 
+class _OpenEnvironments:
+    """LMDB allows one open handle per environment and process, so handles are shared by real path.
+
+    This is process-wide on purpose (two sessions on one cache folder must share the handle); it holds
+    no run state. A forked child starts with none: it must not use its parent's handles.
+    """
+
+    def __init__(self):
+        self._caches: dict[str, ResponseCache] = {}
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def get(self, path: Path, map_size: int) -> ResponseCache:
+        key = os.path.realpath(path)
+        cache = self._caches.get(key)
+        if cache is None:
+            with self._lock:
+                cache = self._caches.get(key)
+                if cache is None:
+                    cache = self._caches[key] = ResponseCache(path, map_size)
+        return cache
+
+    def close(self, cache: ResponseCache) -> None:
+        with self._lock:
+            if self._caches.get(os.path.realpath(cache.path)) is cache:
+                del self._caches[os.path.realpath(cache.path)]
+                cache.close()
+
+    def _forget(self) -> None:
+        self._leftovers = list(self._caches.values())
+        self._caches = {}
+        self._lock = threading.Lock()
+
+
+OPEN_ENVIRONMENTS = _OpenEnvironments()
+
+
 class CacheRoot:
     """Opens `{root}/{seed}` caches on demand and keeps one handle per seed in this process."""
 
     def __init__(self, root: str | os.PathLike = ".cache", map_size: int = DEFAULT_MAP_SIZE):
         self.root = Path(root)
         self.map_size = map_size
-        self._caches: dict[int | str, ResponseCache] = {}
-        self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._forget_after_fork)
+        self._caches: dict[int | str, ResponseCache] = {}  # a fast path to the shared handles
+        self._pid = os.getpid()
 
     def for_seed(self, seed: int | str) -> ResponseCache:
         cache = self._caches.get(seed)
-        if cache is None:
-            with self._lock:
-                cache = self._caches.get(seed)
-                if cache is None:
-                    cache = self._caches[seed] = ResponseCache(self.root / str(seed), self.map_size)
+        if cache is None or self._pid != os.getpid():
+            if self._pid != os.getpid():
+                self._caches, self._pid = {}, os.getpid()
+            cache = self._caches[seed] = OPEN_ENVIRONMENTS.get(self.root / str(seed), self.map_size)
         return cache
 
     def close(self) -> None:
-        with self._lock:
-            for cache in self._caches.values():
-                cache.close()
-            self._caches.clear()
-
-    def _forget_after_fork(self) -> None:
-        # An LMDB handle must not be used in a forked child; the child opens its own on demand.
-        self._leftovers = list(self._caches.values())
+        """Close this root's environments (other sessions on the same folder reopen on demand)."""
+        for cache in self._caches.values():
+            OPEN_ENVIRONMENTS.close(cache)
         self._caches = {}
-        self._lock = threading.Lock()

@@ -28,7 +28,7 @@ class Session:
     def set_cache(self, seed: int | str = DEFAULT_SEED, cache_path: str = DEFAULT_CACHE_PATH) -> None:
         self.seed = seed
         if str(self.requester.caches.root) != str(cache_path):
-            self.requester.caches.close()
+            # handles stay open (shared per process): another session may be using the same folder
             self.requester.caches = CacheRoot(cache_path)
 
 

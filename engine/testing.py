@@ -11,7 +11,8 @@ from .requests import Requester
 def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, eval_func: Callable,
                     use_cache: bool = True, agg_method="avg", return_details: bool = False, concurrency: int = 8,
                     force_chat: bool = False, progress: bool = True):
-    """Aggregated metrics plus `cost` (total, list price) and `inference_cost` (per instance).
+    """Aggregated metrics plus `cost` (total, list price), `inference_cost` (per instance), and what was
+    `spent` now, `saved` by the cache, `cache_hits` and `requests`.
 
     With `return_details`, returns (aggregated, per_instance_results, responses) where responses are
     the texts of each point's choices, as the seed library did.
@@ -25,6 +26,10 @@ def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config:
     result = aggregate(per_instance, agg_method)
     result["cost"] = run.cost
     result["inference_cost"] = run.cost / len(data)
+    result["spent"] = run.spent
+    result["saved"] = run.cost - run.spent
+    result["cache_hits"] = run.cache_hits
+    result["requests"] = run.requests
     if return_details:
         return result, per_instance, [extract_text(o.response) for o in run.outcomes]
     return result

@@ -1,0 +1,24 @@
+"""What every command-line entry point shares: quiet HTTP client logs and readable errors."""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from .errors import EngineError
+
+NOISY = ("httpx", "httpx2", "openai", "urllib3", "flaml", "optuna")
+
+
+def quiet_libraries() -> None:
+    """Hydra logs at INFO; per-request HTTP lines would drown the progress bars."""
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def friendly_errors():
+    """An EngineError ends the command with its message (exit code 1), not a traceback."""
+    try:
+        yield
+    except EngineError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -1,0 +1,165 @@
+"""Typed, validated run configuration: one dataclass per Hydra config group, stored in the ConfigStore.
+
+`register_configs()` is called explicitly by the entry points and tests (never at import). Search
+domains are written declaratively in YAML (`{uniform: [0, 2]}`) and become FLAML domains here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+from .errors import ConfigError
+from .models import ModelSpec
+
+
+def _mutable_schema(spec_cls, name: str):
+    """The same fields as a (frozen) spec class, as a mutable dataclass Hydra can compose into."""
+    hints = typing.get_type_hints(spec_cls)
+    return dataclasses.make_dataclass(name, [(f.name, hints[f.name], dataclasses.field(
+        default=f.default, default_factory=f.default_factory)) for f in dataclasses.fields(spec_cls)])
+
+
+# The `model` group's schema: exactly ModelSpec's fields (conf/model/*.yaml is also the price table).
+ModelConfig = _mutable_schema(ModelSpec, "ModelConfig")
+ModelConfig.__module__ = __name__
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # a registered task (python -m engine.tasks lists them), or "generic"
+    tune_size: Optional[int] = None  # cut the tune split to this many points
+    test_size: Optional[int] = None
+    # a generic task declared in config: a JSONL/CSV file, the answer field and a built-in metric
+    path: Optional[str] = None
+    answer_field: str = "answer"
+    metric: str = "exact_match"
+    pattern: Optional[str] = None  # for metric=regex: a pattern with the answer in group 1
+    prompts: Optional[List[str]] = None
+    test_fraction: float = 0.5
+
+
+@dataclass
+class SearchConfig:
+    """Each value is a constant, a list (choose among) or a domain like [uniform, 0, 2]."""
+
+    models: Optional[List[str]] = None  # search among several models in one tune (else: the `model` group)
+    prompts: Optional[List[str]] = None  # None: the task's own prompts
+    messages: Optional[List[Any]] = None  # chat prefixes to choose among, instead of prompts
+    stops: Optional[List[Any]] = None  # None: the task's own stop lists
+    temperature: Any = None  # give temperature or top_p, not both; neither: search either
+    top_p: Any = None
+    max_tokens: Any = field(default_factory=lambda: ["lograndint", 8, 64])
+    n: Any = field(default_factory=lambda: ["randint", 1, 4])
+
+
+@dataclass
+class BudgetConfig:
+    inference: Optional[float] = None  # dollars per instance at inference time
+    optimization: float = 0.005  # dollars in total for the search: a hard cap
+    num_samples: int = -1  # trials; -1: as many as the optimization budget allows
+
+
+@dataclass
+class CacheConfig:
+    path: str = ".cache"
+    seed: int = 41
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment: Optional[str] = None  # default: the task's name
+    registered_model: Optional[str] = None  # default: "<task>-<model>"
+
+
+@dataclass
+class ParallelConfig:
+    concurrency: int = 8  # requests in flight at once within a trial
+    ray: bool = False
+    ray_address: Optional[str] = None
+    trials_in_parallel: int = 1
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = MISSING
+    task: TaskConfig = MISSING
+    search: SearchConfig = field(default_factory=SearchConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    config: Optional[str] = None  # engine.test: a saved best config (JSON) to evaluate
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Put the schema in Hydra's ConfigStore; `conf/config.yaml` extends `run_schema`."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def to_run_config(cfg) -> RunConfig:
+    """A composed DictConfig -> a RunConfig object, with the checks types alone cannot express."""
+    from omegaconf import OmegaConf
+
+    _reject_unknown_keys(cfg, RunConfig, "")
+    run: RunConfig = OmegaConf.to_object(cfg)
+    run.model = ModelSpec.from_dict(dataclasses.asdict(run.model))
+    checks = [
+        ("budget.optimization", run.budget.optimization, run.budget.optimization > 0),
+        ("budget.inference", run.budget.inference, run.budget.inference is None or run.budget.inference > 0),
+        ("budget.num_samples", run.budget.num_samples, run.budget.num_samples == -1 or run.budget.num_samples > 0),
+        ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency >= 1),
+        ("parallel.trials_in_parallel", run.parallel.trials_in_parallel, run.parallel.trials_in_parallel >= 1),
+        ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),
+    ]
+    for path, value, ok in checks:
+        if not ok:
+            raise ConfigError(f"{path}: invalid value {value!r}")
+    return run
+
+
+def _reject_unknown_keys(node, schema, path: str) -> None:
+    """Hydra's `+key=value` can add keys a schema does not have; OmegaConf would drop them silently."""
+    names = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    for key in node.keys():
+        where = f"{path}{key}"
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key; {path.rstrip('.') or 'the config'} has {sorted(names)}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind) and hasattr(node[key], "keys"):
+            _reject_unknown_keys(node[key], kind, where + ".")
+
+
+DOMAINS = ("uniform", "loguniform", "quniform", "randint", "lograndint", "qrandint", "choice", "randn")
+
+
+def to_domain(value: Any, path: str):
+    """YAML -> FLAML. `[uniform, 0, 2]` (or `{uniform: [0, 2]}`) is a domain, another list a choice,
+    anything else a constant. The list form overrides cleanly: `search.max_tokens=[randint,4,12]`."""
+    from .space import tune
+
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str) and value[0] in DOMAINS:
+        value = {value[0]: list(value[1:])}
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in DOMAINS:
+            raise ConfigError(f"{path}: a search domain is one of {DOMAINS} with its arguments, e.g. "
+                              f"{{uniform: [0, 2]}}; got {value!r}")
+        name, args = next(iter(value.items()))
+        if name == "choice":
+            return tune.choice(list(args))
+        try:
+            return getattr(tune, name)(*(args if isinstance(args, (list, tuple)) else [args]))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {name}{tuple(args)} is not a valid domain: {exc}") from None
+    if isinstance(value, (list, tuple)):
+        return tune.choice(list(value))
+    return value

@@ -1,0 +1,134 @@
+"""Run an experiment from a typed RunConfig: tune on the task's tune split, test the best config on the
+held-out split, write the results, and return a summary. The entry points only compose and print."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import RunConfig, to_domain
+from .errors import ConfigError
+from .session import Session
+from .tasks import Task, load_task
+from .testing import evaluate_config
+from .tuning import Tuner, describe
+
+
+@dataclass
+class Summary:
+    task: str
+    model: str
+    trials: int = 0
+    pruned: int = 0
+    best_config: dict = field(default_factory=dict)
+    metric: str = "success"
+    tune_metric: float | None = None
+    test_metric: float | None = None
+    test_result: dict = field(default_factory=dict)
+    paid: float = 0.0  # tune + test
+    tune_paid: float = 0.0
+    budget: float | None = None
+    saved: float = 0.0
+    cache_hits: int = 0
+    requests: int = 0
+    stopped_by_budget: bool = False
+    output_dir: str = ""
+
+    def table(self) -> str:
+        rows = [("task", self.task), ("model", self.model),
+                ("trials", f"{self.trials} ({self.pruned} pruned)"
+                 + (", stopped by the optimization budget" if self.stopped_by_budget else "")),
+                ("best config", json.dumps(describe(self.best_config))),
+                (f"{self.metric} on tune", _fmt(self.tune_metric)), (f"{self.metric} on test", _fmt(self.test_metric)),
+                ("test cost per instance", f"${self.test_result.get('inference_cost', 0):.7f}"),
+                ("dollars paid", f"${self.paid:.6f} (tune ${self.tune_paid:.6f} of ${self.budget:g} budget, "
+                                 f"test ${self.paid - self.tune_paid:.6f})"),
+                ("saved by the cache", f"${self.saved:.6f}"),
+                ("requests / cache hits", f"{self.requests} / {self.cache_hits}"), ("results in", self.output_dir)]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def search_space(run: RunConfig, task: Task) -> dict:
+    """The Tuner's space from the `search` group, the task's defaults and the `model` group."""
+    s = run.search
+    space: dict = {"model": list(s.models) if s.models else run.model.name}
+    if s.messages:
+        space["messages"] = [list(m) for m in s.messages]
+    else:
+        space["prompt"] = list(s.prompts or task.prompts)
+    stops = s.stops if s.stops is not None else task.stops
+    if stops:
+        space["stop"] = [list(x) if isinstance(x, (list, tuple)) else x for x in stops]
+    for name in ("temperature", "top_p", "max_tokens", "n"):
+        value = getattr(s, name)
+        if value is not None:
+            space[name] = to_domain(value, f"search.{name}")
+    return space
+
+
+def session_for(run: RunConfig) -> Session:
+    """A session of this run's own: its cache, and the model from the composed config in the catalog."""
+    session = Session(seed=run.cache.seed, cache_path=run.cache.path)
+    session.catalog.add(run.model)
+    return session
+
+
+def run_experiment(run: RunConfig, output_dir: str) -> Summary:
+    task = load_task(run.task)
+    tune_data = task.split("tune", run.task.tune_size)
+    test_data = task.split("test", run.task.test_size)
+    session = session_for(run)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tuner = Tuner(session.requester, run.cache.seed, tune_data, task.metric, task.mode, task.eval_func,
+                  inference_budget=run.budget.inference, optimization_budget=run.budget.optimization,
+                  num_samples=run.budget.num_samples, log_file_name=str(out / "trials.jsonl"),
+                  concurrency=run.parallel.concurrency, progress=run.progress, space=search_space(run, task))
+    best, _ = tuner.run()
+    save_config(best, out / "best_config.json")
+    test_result = evaluate_config(session.requester, run.cache.seed, test_data, best, task.eval_func,
+                                  concurrency=run.parallel.concurrency, progress=run.progress)
+    summary = Summary(task=task.name, model=run.model.name, trials=len(tuner.trials),
+                      pruned=sum(1 for t in tuner.trials if t.pruned), best_config=best, metric=task.metric,
+                      tune_metric=tuner.best.metrics.get(task.metric), test_metric=test_result.get(task.metric),
+                      test_result=test_result, paid=tuner.guard.paid + test_result.get("spent", 0.0),
+                      tune_paid=tuner.guard.paid, budget=run.budget.optimization,
+                      saved=tuner.guard.saved + test_result.get("saved", 0.0),
+                      cache_hits=sum(t.cache_hits for t in tuner.trials) + test_result.get("cache_hits", 0),
+                      requests=sum(t.requests for t in tuner.trials) + test_result.get("requests", 0),
+                      stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out))
+    (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": describe(best)}, indent=2,
+                                                 default=_json_default))
+    return summary
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return str(value)
+
+
+def save_config(config: dict, path: Path) -> None:
+    """A best config as JSON; templates must be strings to be saved (callables cannot be reloaded)."""
+    if any(callable(v) for v in config.values()):
+        raise ConfigError("a config with callable templates cannot be saved; use str templates in task packs")
+    path.write_text(json.dumps(config, indent=2))
+
+
+def load_saved_config(path: str) -> dict:
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"config: no saved config at {path}")
+    try:
+        config = json.loads(file.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"config: {path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise ConfigError(f"config: {path} does not hold a config with a `model`")
+    return config

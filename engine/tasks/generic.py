@@ -1,0 +1,42 @@
+"""A task declared in config: a JSONL or CSV file, the field holding the answer, a built-in metric."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..models import conf_dir
+from . import TASKS, Task
+from .metrics import METRICS, success_eval_func
+
+
+def read_points(path: str) -> list[dict]:
+    file = Path(path)
+    if not file.is_absolute() and not file.exists():
+        file = conf_dir().parent / path  # relative to the project, wherever the command runs
+    if not file.exists():
+        raise ConfigError(f"task.path: no file at {path}")
+    if file.suffix == ".csv":
+        with open(file, newline="") as f:
+            return list(csv.DictReader(f))
+    if file.suffix in (".jsonl", ".json"):
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    raise ConfigError(f"task.path: {path} is neither .jsonl nor .csv")
+
+
+@TASKS.register("generic")
+def generic(cfg) -> Task:
+    """A JSONL/CSV file declared in config (task.path, task.answer_field, task.metric, task.prompts)."""
+    if not cfg.path:
+        raise ConfigError("task.path: a generic task needs a JSONL or CSV file")
+    if not cfg.prompts:
+        raise ConfigError("task.prompts: a generic task needs at least one prompt template")
+    points = read_points(cfg.path)
+    missing = [i for i, p in enumerate(points) if cfg.answer_field not in p]
+    if missing:
+        raise ConfigError(f"task.answer_field: {cfg.answer_field!r} is missing in data point {missing[0]}")
+    options = {"pattern": cfg.pattern} if cfg.pattern else {}
+    return Task(name=Path(cfg.path).stem, points=points, prompts=list(cfg.prompts),
+                eval_func=success_eval_func(METRICS.get(cfg.metric), cfg.answer_field, **options),
+                description=f"{cfg.path} scored by {cfg.metric}", test_fraction=cfg.test_fraction)

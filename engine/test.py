@@ -1,0 +1,35 @@
+"""`python -m engine.test config=PATH [overrides]`: evaluate a saved config on the task's test split."""
+from __future__ import annotations
+
+import json
+
+import hydra
+from omegaconf import DictConfig
+
+from .cli import friendly_errors, quiet_libraries
+from .config import register_configs, to_run_config
+from .errors import ConfigError
+from .runner import load_saved_config, session_for
+from .tasks import load_task
+from .testing import evaluate_config
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    quiet_libraries()
+    with friendly_errors():
+        run = to_run_config(cfg)
+        if not run.config:
+            raise ConfigError("config: give the saved config to test, e.g. config=outputs/.../best_config.json")
+        config = load_saved_config(run.config)
+        task = load_task(run.task)
+        session = session_for(run)
+        result = evaluate_config(session.requester, run.cache.seed, task.split("test", run.task.test_size), config,
+                                 task.eval_func, concurrency=run.parallel.concurrency, progress=run.progress)
+    print(json.dumps({"task": task.name, "config": config, **result}, indent=2, default=str))
+    return result.get(task.metric)
+
+
+if __name__ == "__main__":
+    register_configs()
+    main()

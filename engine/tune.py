@@ -1,0 +1,27 @@
+"""`python -m engine.tune [overrides]`: compose the config, tune, test the best config, print a summary.
+
+Hydra's own flags work: `-m` for sweeps, `--cfg job` to print the composed config, `--help`.
+"""
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from .cli import friendly_errors, quiet_libraries
+from .config import register_configs, to_run_config
+from .runner import run_experiment
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    quiet_libraries()
+    with friendly_errors():
+        summary = run_experiment(to_run_config(cfg), HydraConfig.get().runtime.output_dir)
+    print("\n" + summary.table())
+    return summary.test_metric
+
+
+if __name__ == "__main__":
+    register_configs()
+    main()

@@ -1,0 +1,68 @@
+"""The command line as a user runs it: Hydra help, a multirun sweep on the embedded model, engine.test,
+and no secret in anything Hydra or the engine writes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fake_openai import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def engine(*args, cwd, env=None, timeout=600):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_help_and_cfg_job_work_as_in_any_hydra_app(tmp_path):
+    help_ = engine("engine.tune", "--help", cwd=tmp_path)
+    assert help_.returncode == 0 and "model: " in help_.stdout and "smollm2" in help_.stdout
+    job = engine("engine.tune", "--cfg", "job", "model=gpt-4o-mini", cwd=tmp_path)
+    assert job.returncode == 0 and "name: gpt-4o-mini" in job.stdout
+
+
+def test_a_bad_override_fails_before_any_request(tmp_path):
+    bad = engine("engine.tune", "budget.optimization=-2", cwd=tmp_path)
+    assert bad.returncode != 0 and "budget.optimization" in bad.stderr
+    assert not (tmp_path / ".cache").exists()
+
+
+@pytest.mark.embedded
+def test_multirun_sweeps_two_budgets_on_the_embedded_model_then_test_reuses_the_best(tmp_path):
+    sweep = engine("engine.tune", "-m", "budget.optimization=0.0003,0.0005", "task.tune_size=3",
+                   "task.test_size=3", "search=greedy", "search.max_tokens=[randint,4,12]",
+                   f"hydra.sweep.dir={tmp_path}/multirun", "parallel.concurrency=2", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    jobs = sorted((tmp_path / "multirun").glob("*_smollm2"))
+    assert len(jobs) == 2
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["trials"] >= 1 and summary["tune_paid"] <= summary["budget"]
+        assert (job / "best_config.json").exists() and (job / "trials.jsonl").exists()
+    assert sweep.stdout.count("success on test") == 2
+    best = jobs[0] / "best_config.json"
+    tested = engine("engine.test", f"config={best}", "task.test_size=3", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr[-2000:]
+    result = json.loads(tested.stdout)
+    assert result["task"] == "arithmetic" and "success" in result and result["cache_hits"] >= 3  # from the tune
+
+
+def test_no_secret_in_anything_written(tmp_path):
+    secret = "sk-test-DO-NOT-LEAK-0123456789abcdef"
+    with FakeOpenAI() as fake:
+        run = engine("engine.tune", "model=gpt-4o-mini", f"model.base_url={fake.base_url}", "task.tune_size=4",
+                     "task.test_size=4", "budget.optimization=0.01", "budget.num_samples=2", "search=greedy",
+                     f"hydra.run.dir={tmp_path}/out", cwd=tmp_path, env={"OPENAI_API_KEY": secret})
+        assert run.returncode == 0, run.stderr[-3000:]
+        headers = [{k.lower(): v for k, v in r["headers"].items()} for r in fake.requests]
+        assert headers and all(h["authorization"] == f"Bearer {secret}" for h in headers)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in written) and any(p.name == "trials.jsonl" for p in written)
+    for path in written:
+        assert b"DO-NOT-LEAK" not in path.read_bytes(), f"the key leaked into {path}"
+    assert "DO-NOT-LEAK" not in run.stdout + run.stderr

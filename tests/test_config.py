@@ -1,0 +1,83 @@
+"""Hydra composition, overrides and validation against the real conf/ folder."""
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from engine.config import register_configs, to_domain, to_run_config
+from engine.errors import ConfigError
+from engine.models import conf_dir
+from engine.runner import search_space
+from engine.tasks import load_task
+
+
+def composed(*overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults_compose_into_a_typed_run_config():
+    run = to_run_config(composed())
+    assert run.model.name == "smollm2" and run.model.provider == "embedded" and run.model.ignores_n
+    assert run.task.name == "arithmetic" and run.budget.optimization > 0 and run.cache.seed == 41
+    assert run.parallel.concurrency == 8
+
+
+def test_the_keys_users_type_override():
+    run = to_run_config(composed("model=gpt-4o-mini", "task=capitals", "search=greedy", "budget.inference=0.001",
+                                 "budget.optimization=0.05", "budget.num_samples=7", "cache.seed=7",
+                                 "cache.path=/tmp/c", "parallel.concurrency=2"))
+    assert (run.model.name, run.task.name, run.search.temperature, run.search.n) == ("gpt-4o-mini", "capitals", 0, 1)
+    assert (run.budget.inference, run.budget.optimization, run.budget.num_samples) == (0.001, 0.05, 7)
+    assert (run.cache.seed, run.cache.path, run.parallel.concurrency) == (7, "/tmp/c", 2)
+    assert run.model.price_per_1k == {"prompt": 0.00015, "completion": 0.0006}
+
+
+@pytest.mark.parametrize("override, where", [
+    ("budget.optimization=lots", "budget.optimization"),
+    ("parallel.concurrency=many", "parallel.concurrency"),
+    ("model.cost=3", "cost"),
+])
+def test_a_wrong_key_or_type_fails_naming_the_key_path(override, where):
+    with pytest.raises((ConfigCompositionException, ValidationError, ConfigKeyError)) as info:
+        composed(override)
+    assert where in str(info.value) + str(info.value.__cause__)
+
+
+def test_a_key_forced_in_with_plus_is_still_rejected():
+    with pytest.raises(ConfigError, match=r"budget.dollars: unknown key; budget has \['inference'"):
+        to_run_config(composed("+budget.dollars=3"))
+
+
+@pytest.mark.parametrize("override, where", [
+    ("budget.optimization=-1", "budget.optimization"),
+    ("budget.num_samples=0", "budget.num_samples"),
+    ("parallel.concurrency=0", "parallel.concurrency"),
+])
+def test_invalid_values_fail_before_any_request_naming_the_key_path(override, where):
+    with pytest.raises(ConfigError, match=where):
+        to_run_config(composed(override))
+
+
+def test_search_domains_are_declared_in_yaml():
+    from flaml.tune.sample import Categorical, Float, Integer
+    assert isinstance(to_domain({"uniform": [0, 2]}, "x"), Float)
+    assert isinstance(to_domain(["uniform", 0, 2], "x"), Float)
+    assert isinstance(to_domain({"lograndint": [8, 64]}, "x"), Integer)
+    assert isinstance(to_domain([0.1, 0.5], "x"), Categorical)
+    assert to_domain(0.3, "x") == 0.3
+    with pytest.raises(ConfigError, match="search.temperature"):
+        to_domain({"gaussian": [0, 1]}, "search.temperature")
+
+
+def test_search_space_takes_task_defaults_and_overrides():
+    run = to_run_config(composed("task=capitals", "search.temperature=[uniform,0,1]", "search.max_tokens=[randint,4,12]"))
+    task = load_task(run.task)
+    space = search_space(run, task)
+    assert space["model"] == "smollm2" and space["prompt"] == task.prompts and space["stop"] == task.stops
+    assert "temperature" in space and "top_p" not in space
+    assert (space["max_tokens"].lower, space["max_tokens"].upper) == (4, 12)
+    run = to_run_config(composed("search.prompts=[\"Q: {question}\"]", "search.models=[smollm2,gpt-4o-mini]"))
+    space = search_space(run, load_task(run.task))
+    assert space["prompt"] == ["Q: {question}"] and space["model"] == ["smollm2", "gpt-4o-mini"]
