@@ -26,5 +26,8 @@ test: setup
 bench: setup
 	$(PY) -m benchmarks.run
 
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+
 clean-cache:
 	rm -rf .cache

@@ -3,6 +3,7 @@ from .completion import ChatCompletion, Completion
 from .errors import (AuthenticationError, BudgetError, CacheError, ConfigError, EngineError, ProviderError,
                      TemplateKeyError, UnknownModelError)
 from .keys import get_key
+from .promotion import load_config
 
 __all__ = ["AuthenticationError", "BudgetError", "CacheError", "ChatCompletion", "Completion", "ConfigError",
-           "EngineError", "ProviderError", "TemplateKeyError", "UnknownModelError", "get_key"]
+           "EngineError", "ProviderError", "TemplateKeyError", "UnknownModelError", "get_key", "load_config"]

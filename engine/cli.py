@@ -6,7 +6,7 @@ import logging
 
 from .errors import EngineError
 
-NOISY = ("httpx", "httpx2", "openai", "urllib3", "flaml", "optuna")
+NOISY = ("httpx", "httpx2", "openai", "urllib3", "flaml", "optuna", "matplotlib", "mlflow", "alembic")
 
 
 def quiet_libraries() -> None:

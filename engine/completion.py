@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 
 from .evaluation import extract_text
 from .keys import get_key
+from .promotion import load_config
 from .requests import prepare
 from .session import DEFAULT_CACHE_PATH, DEFAULT_SEED, default_session
 from .testing import evaluate_config
@@ -24,6 +25,12 @@ def _logging_level(level):
         yield
     finally:
         logger.setLevel(old)
+
+
+def _registered(config: dict) -> dict:
+    """Merge a config loaded from the MLflow registry with the keys given beside it (they win)."""
+    rest = dict(config)
+    return {**load_config(rest.pop("config")), **rest}
 
 
 class Completion:
@@ -44,6 +51,8 @@ class Completion:
     def create(cls, context: Optional[Dict] = None, use_cache: Optional[bool] = True, **config) -> dict:
         """Make a completion for a context: templates in `prompt`/`messages` are filled from `context`."""
         session = default_session()
+        if "config" in config:  # a registered config, e.g. config="models:/NAME@production"
+            config = _registered(config)
         requests = prepare(config, context, session.catalog, session.seed, cls._force_chat)
         return session.requester.run(requests, use_cache).response
 
@@ -66,6 +75,8 @@ class Completion:
         different points run concurrently (`concurrency`); results equal a sequential run's.
         """
         session = default_session()
+        if isinstance(config, str):
+            config = load_config(config)
         eval_func = eval_func or session.last_eval_func
         if eval_func is None:
             logger.warning("test() needs an eval_func, or a tune() before it that had one")

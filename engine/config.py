@@ -75,14 +75,12 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"
     experiment: Optional[str] = None  # default: the task's name
     registered_model: Optional[str] = None  # default: "<task>-<model>"
+    artifacts: Optional[str] = "mlartifacts"  # artifact folder for new experiments on a local store
 
 
 @dataclass
 class ParallelConfig:
     concurrency: int = 8  # requests in flight at once within a trial
-    ray: bool = False
-    ray_address: Optional[str] = None
-    trials_in_parallel: int = 1
 
 
 @dataclass
@@ -98,11 +96,21 @@ class RunConfig:
     progress: bool = True
 
 
+@dataclass
+class PromoteConfig:
+    run_id: Optional[str] = None  # default: the last finished tune in the tracking store
+    name: Optional[str] = None  # registered model name; default: the run's registered_model tag
+    alias: str = "production"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
 def register_configs() -> None:
-    """Put the schema in Hydra's ConfigStore; `conf/config.yaml` extends `run_schema`."""
+    """Put the schemas in Hydra's ConfigStore; `conf/config.yaml` and `conf/promote.yaml` extend them."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    store.store(name="promote_schema", node=PromoteConfig)
 
 
 def to_run_config(cfg) -> RunConfig:
@@ -117,7 +125,6 @@ def to_run_config(cfg) -> RunConfig:
         ("budget.inference", run.budget.inference, run.budget.inference is None or run.budget.inference > 0),
         ("budget.num_samples", run.budget.num_samples, run.budget.num_samples == -1 or run.budget.num_samples > 0),
         ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency >= 1),
-        ("parallel.trials_in_parallel", run.parallel.trials_in_parallel, run.parallel.trials_in_parallel >= 1),
         ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),
     ]
     for path, value, ok in checks:

@@ -2,6 +2,7 @@
 held-out split, write the results, and return a summary. The entry points only compose and print."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Summary:
     requests: int = 0
     stopped_by_budget: bool = False
     output_dir: str = ""
+    mlflow_run: str | None = None
 
     def table(self) -> str:
         rows = [("task", self.task), ("model", self.model),
@@ -46,6 +48,8 @@ class Summary:
                                  f"test ${self.paid - self.tune_paid:.6f})"),
                 ("saved by the cache", f"${self.saved:.6f}"),
                 ("requests / cache hits", f"{self.requests} / {self.cache_hits}"), ("results in", self.output_dir)]
+        if self.mlflow_run:
+            rows.append(("mlflow run", f"{self.mlflow_run} (promote: python -m engine.promote run_id={self.mlflow_run})"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -79,17 +83,54 @@ def session_for(run: RunConfig) -> Session:
     return session
 
 
-def run_experiment(run: RunConfig, output_dir: str) -> Summary:
+def run_experiment(run: RunConfig, output_dir: str, sweep: str | None = None) -> Summary:
+    """Tune, test and record one experiment; an MLflow run ends FAILED/KILLED if this does not finish."""
     task = load_task(run.task)
     tune_data = task.split("tune", run.task.tune_size)
     test_data = task.split("test", run.task.test_size)
+    space = search_space(run, task)
+    tracker = None
+    try:
+        if run.tracking.enabled:
+            tracker = start_tracking(run, task, space, tune_data, test_data, sweep)
+        summary = _tune_and_test(run, task, space, tune_data, test_data, Path(output_dir), tracker)
+    except KeyboardInterrupt:
+        if tracker:
+            tracker.end("KILLED")
+        raise
+    except BaseException:
+        if tracker:
+            tracker.end("FAILED")
+        raise
+    return summary
+
+
+def start_tracking(run: RunConfig, task: Task, space: dict, tune_data, test_data, sweep: str | None):
+    from .tracking import Tracker, git_commit
+
+    artifacts = run.tracking.artifacts
+    location = Path(artifacts).resolve().as_uri() if artifacts and not run.tracking.uri.startswith("http") else None
+    tracker = Tracker(run.tracking.uri, run.tracking.experiment or task.name, location)
+    registered = run.tracking.registered_model or f"{task.name}-{run.model.name}"
+    params = {**dataclasses.asdict(run), "search_space": json.dumps(describe(space), default=str)}
+    tags = {"task": task.name, "model": run.model.name, "git_commit": git_commit(), "sweep": sweep,
+            "registered_model": registered, "metric": task.metric, "mode": task.mode}
+    try:
+        tracker.start(params, tags, {"tune": tune_data, "test": test_data}, name=f"{task.name}-{run.model.name}")
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    return tracker
+
+
+def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data, out: Path, tracker) -> Summary:
     session = session_for(run)
-    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    on_trial = (lambda number, trial: tracker.log_trial(number, trial, task.metric)) if tracker else None
     tuner = Tuner(session.requester, run.cache.seed, tune_data, task.metric, task.mode, task.eval_func,
                   inference_budget=run.budget.inference, optimization_budget=run.budget.optimization,
                   num_samples=run.budget.num_samples, log_file_name=str(out / "trials.jsonl"),
-                  concurrency=run.parallel.concurrency, progress=run.progress, space=search_space(run, task))
+                  concurrency=run.parallel.concurrency, progress=run.progress, space=space, on_trial=on_trial)
     best, _ = tuner.run()
     save_config(best, out / "best_config.json")
     test_result = evaluate_config(session.requester, run.cache.seed, test_data, best, task.eval_func,
@@ -102,9 +143,17 @@ def run_experiment(run: RunConfig, output_dir: str) -> Summary:
                       saved=tuner.guard.saved + test_result.get("saved", 0.0),
                       cache_hits=sum(t.cache_hits for t in tuner.trials) + test_result.get("cache_hits", 0),
                       requests=sum(t.requests for t in tuner.trials) + test_result.get("requests", 0),
-                      stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out))
+                      stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out),
+                      mlflow_run=tracker.run_id if tracker else None)
     (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": describe(best)}, indent=2,
                                                  default=_json_default))
+    if tracker:
+        metrics = {f"tune_{k}": v for k, v in tuner.best.metrics.items()}
+        metrics.update({f"test_{k}": v for k, v in test_result.items()})
+        metrics.update({"dollars_paid": summary.paid, "dollars_saved": summary.saved, "trials": summary.trials,
+                        "trials_pruned": summary.pruned, "cache_hits": summary.cache_hits})
+        tracker.finish(best, metrics, tuner.trials, task.metric, task.mode,
+                       [out / "trials.jsonl", out / "summary.json"])
     return summary
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .cli import friendly_errors, quiet_libraries
@@ -17,7 +18,9 @@ from .runner import run_experiment
 def main(cfg: DictConfig) -> float | None:
     quiet_libraries()
     with friendly_errors():
-        summary = run_experiment(to_run_config(cfg), HydraConfig.get().runtime.output_dir)
+        hydra_cfg = HydraConfig.get()
+        sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None  # shared tag for the UI
+        summary = run_experiment(to_run_config(cfg), hydra_cfg.runtime.output_dir, sweep)
     print("\n" + summary.table())
     return summary.test_metric
 

@@ -89,7 +89,8 @@ class Tuner:
                  eval_func: Callable, inference_budget: float | None = None,
                  optimization_budget: float | None = None, num_samples: int = 1, log_file_name: str | None = None,
                  concurrency: int = 8, force_chat: bool = False, initial_subset: int | None = None,
-                 progress: bool = True, space: dict | None = None):
+                 progress: bool = True, space: dict | None = None,
+                 on_trial: Callable[[int, TrialOutcome], None] | None = None):
         if mode not in ("min", "max"):
             raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}")
         if not data:
@@ -107,6 +108,7 @@ class Tuner:
         self.data, self.metric, self.mode, self.eval_func = list(data), metric, mode, eval_func
         self.inference_budget, self.optimization_budget = inference_budget, optimization_budget
         self.num_samples, self.log_file_name, self.progress = num_samples, log_file_name, progress
+        self.on_trial = on_trial  # e.g. the MLflow tracker's child run per trial
         self.space: SearchSpace = build_space(space)
         self.guard = BudgetGuard(optimization_budget)
         self.evaluator = Evaluator(requester, seed, concurrency, self.guard, force_chat, progress)
@@ -206,6 +208,8 @@ class Tuner:
             outcome.wall_time = time.monotonic() - start
             self.trials.append(outcome)
             self._log(outcome)
+            if self.on_trial is not None:
+                self.on_trial(len(self.trials), outcome)
             self._bar.update(1)
             best = self.best.metrics.get(self.metric) if self.best else None
             self._bar.set_postfix(best=best, used=f"${self.guard.charged:.5f}", paid=f"${self.guard.paid:.5f}",
@@ -348,4 +352,5 @@ class Tuner:
     def _say(self, line: str) -> None:
         if self.progress:
             tqdm.write(line, file=sys.stderr)
-        logger.info(line)
+        else:
+            logger.info(line)

@@ -1,0 +1,26 @@
+"""`python -m engine.promote [run_id=...] [name=...] [alias=production]`: register a tune's best config
+as an MLflow model version and point the alias at it (the last tune when no run_id is given)."""
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from .cli import friendly_errors, quiet_libraries
+from .config import register_configs
+from .promotion import promote
+
+
+@hydra.main(config_path="../conf", config_name="promote", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    with friendly_errors():
+        options = OmegaConf.to_object(cfg)
+        version = promote(options.run_id, options.name, options.alias, options.tracking.uri)
+    print(f"registered {version.name} version {version.version} from run {version.run_id}; "
+          f"alias {options.alias!r} -> version {version.version}\n"
+          f"load it with Completion.create(context, config=\"models:/{version.name}@{options.alias}\")")
+
+
+if __name__ == "__main__":
+    register_configs()
+    main()

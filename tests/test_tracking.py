@@ -1,0 +1,178 @@
+"""MLflow against a real store in a temp dir: runs, children, artifacts, failure states, promotion,
+loading by alias, serving, and no key anywhere."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from engine import Completion, load_config
+from engine.config import register_configs, to_run_config
+from engine.models import conf_dir
+from engine.promotion import promote
+from engine.runner import run_experiment
+from engine.tasks import TASKS, Task, success_eval_func
+from engine.tasks.metrics import numeric_match
+from engine.tracking import Tracker
+from fake_openai import FakeOpenAI
+
+SECRET = "sk-test-TRACKING-SECRET-0123456789"
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    return {"uri": uri, "artifacts": str(tmp_path / "artifacts"), "client": MlflowClient(uri, uri), "dir": tmp_path}
+
+
+def run_config(store, fake_url, *overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "model=gpt-4o-mini", f"model.base_url={fake_url}", "task.tune_size=6", "task.test_size=4",
+            "budget.optimization=0.01", "budget.num_samples=3", "search=greedy", "progress=false",
+            f"tracking.uri={store['uri']}", f"tracking.artifacts={store['artifacts']}",
+            f"cache.path={store['dir']}/cache", *overrides])
+    return to_run_config(cfg)
+
+
+def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FakeOpenAI() as fake:
+        summary = run_experiment(run_config(store, fake.base_url), str(store["dir"] / "out"), sweep="sweep-1")
+    client = store["client"]
+    experiment = client.get_experiment_by_name("arithmetic")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("engine.kind") == "tune"]
+    children = [r for r in runs if r.data.tags.get("engine.kind") == "trial"]
+    assert len(parents) == 1 and len(children) == summary.trials == 3
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and summary.mlflow_run == parent.info.run_id
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert parent.data.tags["task"] == "arithmetic" and parent.data.tags["model"] == "gpt-4o-mini"
+    assert parent.data.tags["sweep"] == "sweep-1" and len(parent.data.tags["git_commit"]) == 40
+    assert parent.data.params["budget.optimization"] == "0.01" and "search_space" in parent.data.params
+    assert parent.data.metrics["test_success"] == 1.0 and "dollars_paid" in parent.data.metrics
+    assert "dollars_saved" in parent.data.metrics and "tune_success" in parent.data.metrics
+    contexts = {i.tags[0].value: i.dataset for i in parent.inputs.dataset_inputs}
+    assert set(contexts) == {"tune", "test"} and contexts["tune"].digest
+    child = children[0]
+    assert {"cost", "prompt_tokens", "completion_tokens", "latency_s", "cache_hits", "pruned", "data_used",
+            "success"} <= set(child.data.metrics)
+    assert child.data.params["model"] == "gpt-4o-mini" and "prompt" in child.data.params
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_config.json", "best_config.yaml", "cost_vs_metric.png", "trials.jsonl"} <= artifacts
+    png = client.download_artifacts(parent.info.run_id, "cost_vs_metric.png", str(store["dir"]))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    blobs = b"".join(p.read_bytes() for p in store["dir"].rglob("*") if p.is_file())
+    assert SECRET.encode() not in blobs and b"TRACKING-SECRET" not in blobs
+
+
+@pytest.mark.parametrize("error, status", [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+def test_a_crashed_or_interrupted_tune_does_not_stay_running(store, monkeypatch, error, status):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    calls = []
+
+    def flaky(responses, **point):
+        calls.append(1)
+        if len(calls) > 3:
+            raise error("boom")
+        return {"success": True}
+
+    name = f"flaky-{status.lower()}"
+    if name not in TASKS:
+        TASKS.register(name)(lambda cfg: Task(name=name, points=[{"question": f"What is {i} + 1?", "answer": i + 1}
+                                                                   for i in range(12)], eval_func=flaky,
+                                              prompts=["{question}"]))
+    with FakeOpenAI() as fake, pytest.raises(error):
+        run_experiment(run_config(store, fake.base_url, f"task.name={name}"), str(store["dir"] / "out"))
+    experiment = store["client"].get_experiment_by_name(name)
+    parent = [r for r in store["client"].search_runs([experiment.experiment_id])
+              if r.data.tags.get("engine.kind") == "tune"][0]
+    assert parent.info.status == status
+
+
+def _finished_run(store, config, task="arithmetic"):
+    tracker = Tracker(store["uri"], task, (store["dir"] / "artifacts").as_uri())
+    tracker.start({"note": "registered by a test"}, {"task": task, "registered_model": f"{task}-test"})
+    tracker.finish(config, {"test_success": 0.5}, [], "success", "max")
+    return tracker.run_id
+
+
+def test_promotion_sets_the_alias_and_a_second_promotion_moves_it(store):
+    first = _finished_run(store, {"model": "smollm2", "prompt": "{question}", "max_tokens": 4})
+    second = _finished_run(store, {"model": "smollm2", "prompt": "Q: {question}", "max_tokens": 4})
+    v1 = promote(first, None, "production", store["uri"])
+    client = store["client"]
+    assert v1.name == "arithmetic-test" and str(client.get_model_version_by_alias(v1.name, "production").version) == "1"
+    v2 = promote(second, None, "production", store["uri"])
+    assert str(client.get_model_version_by_alias(v1.name, "production").version) == str(v2.version) == "2"
+    assert client.get_model_version(v1.name, "2").tags["source_run"] == second
+    promote(first, None, "staging", store["uri"])
+    assert load_config(f"models:/{v1.name}@staging", store["uri"])["prompt"] == "{question}"
+    assert load_config(f"models:/{v1.name}@production", store["uri"])["prompt"] == "Q: {question}"
+
+
+def test_the_promote_command_defaults_to_the_last_tune(store):
+    run_id = _finished_run(store, {"model": "smollm2", "prompt": "{question}", "max_tokens": 4})
+    out = subprocess.run([sys.executable, "-m", "engine.promote", f"tracking.uri={store['uri']}", "alias=staging"],
+                         capture_output=True, text=True, cwd=store["dir"], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"from run {run_id}" in out.stdout and "alias 'staging'" in out.stdout
+
+
+@pytest.mark.embedded
+def test_create_loads_a_registered_config_by_alias_and_answers_on_the_embedded_model(store, monkeypatch, cache_dir):
+    run_id = _finished_run(store, {"model": "smollm2", "prompt": "Answer with a number. {question}",
+                                   "max_tokens": 6, "temperature": 0})
+    version = promote(run_id, "arith-embedded", "production", store["uri"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    r = Completion.create({"question": "What is 2 + 2?"}, config=f"models:/{version.name}@production")
+    assert Completion.extract_text(r)[0].strip() and r["usage"]["completion_tokens"] <= 6
+    result = Completion.test([{"question": "What is 1 + 1?", "answer": 2}], f"models:/{version.name}@production",
+                             eval_func=success_eval_func(numeric_match))
+    assert "success" in result
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.embedded
+def test_mlflow_models_serve_answers_with_the_registered_config(store):
+    run_id = _finished_run(store, {"model": "smollm2", "prompt": "Answer in one word. {question}",
+                                   "max_tokens": 5, "temperature": 0})
+    version = promote(run_id, "served", "production", store["uri"])
+    port = _free_port()
+    bin_dir = os.path.dirname(sys.executable)  # mlflow runs uvicorn from the venv, as an activated shell would
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    mlflow_cli = os.path.join(bin_dir, "mlflow")
+    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", f"models:/{version.name}@production",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                              cwd=store["dir"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()[-2000:]
+                time.sleep(0.5)
+        body = json.dumps({"dataframe_records": [{"question": "What is the capital of France?"}]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    finally:
+        server.terminate()
+        server.wait(30)
+    predictions = answer["predictions"]
+    assert len(predictions) == 1 and predictions[0]["completion"].strip()
