@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 
 from .errors import EngineError
 
@@ -17,8 +18,12 @@ def quiet_libraries() -> None:
 
 @contextlib.contextmanager
 def friendly_errors():
-    """An EngineError ends the command with its message (exit code 1), not a traceback."""
+    """An EngineError ends the command with its message (exit code 1), Ctrl-C with a word on resuming."""
     try:
         yield
     except EngineError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:
+        print("\ninterrupted: every response paid for is in the cache; rerun the same command to go on "
+              "without paying for them again", file=sys.stderr)
+        raise SystemExit(130) from None

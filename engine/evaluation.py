@@ -174,7 +174,7 @@ def _plain(v):
 def evaluate_points(run: EvalRun, data: Sequence[Mapping], indices: Sequence[int], eval_func: Callable) -> list[dict]:
     """Apply `eval_func(texts, **point)` to every answered point, in data order."""
     results = []
-    for outcome, i in zip(run.outcomes, indices):
+    for outcome, i in zip(run.outcomes, indices):  # outcomes stop where the budget did
         if outcome is None:
             continue
         metrics = eval_func(extract_text(outcome.response), **data[i])

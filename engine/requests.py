@@ -142,11 +142,7 @@ def _with_chat(endpoint: Endpoint, chat: bool) -> Endpoint:
 
 
 class Requester:
-    """Runs prepared requests through the cache and the provider; owns no per-run state.
-
-    `send(request, payload)` can be swapped (a budget guard wraps it); it is called once per part
-    that the cache does not hold.
-    """
+    """Runs prepared requests through the cache and the provider; owns no per-run state."""
 
     def __init__(self, catalog: ModelCatalog, caches: CacheRoot, providers: ProviderClient):
         self.catalog = catalog
@@ -156,9 +152,8 @@ class Requester:
     def cost(self, model: str, response: dict) -> float:
         return self.catalog.cost(model, response.get("usage"))
 
-    def run(self, requests: list[PreparedRequest], use_cache: bool = True, send=None) -> Outcome:
+    def run(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
         """Cache hit, or the first endpoint that answers (config_list order)."""
-        send = send or self.providers.complete
         errors = []
         for request in requests:
             cache = self.caches.for_seed(request.seed) if use_cache else None
@@ -169,7 +164,7 @@ class Requester:
                     if response is not None:
                         hits += 1
                     else:
-                        response = send(request, payload)
+                        response = self.providers.complete(request, payload)
                         spent += self._keep(cache, key, request, response)
                     responses.append(response)
             except ProviderError as exc:
@@ -178,30 +173,31 @@ class Requester:
             return Outcome(fanout.merge_responses(responses), spent, hits, request)
         raise _all_failed(errors)
 
-    async def arun(self, requests: list[PreparedRequest], use_cache: bool = True, send=None) -> Outcome:
-        """`run` for asyncio (`send` is then async); the parts of one request are sent concurrently."""
-        send = send or self.providers.acomplete
+    async def arun(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
+        """`run` for asyncio; the parts of one request that the cache lacks are sent concurrently."""
         errors = []
         for request in requests:
             cache = self.caches.for_seed(request.seed) if use_cache else None
-            spent, hits = [], 0
-
-            async def one(payload: dict, key: bytes) -> dict:
-                response = await send(request, payload)
-                spent.append(self._keep(cache, key, request, response))
-                return response
-
             cached = [cache.get(key) if cache is not None else None for _, key in request.parts]
-            hits = sum(r is not None for r in cached)
+            missing = [part for part, hit in zip(request.parts, cached, strict=True) if hit is None]
             try:
-                fresh = await asyncio.gather(*(one(p, k) for (p, k), c in zip(request.parts, cached) if c is None))
+                fresh = iter(await asyncio.gather(*(self._afetch(cache, request, payload, key)
+                                                    for payload, key in missing)))
             except ProviderError as exc:
                 errors.append(exc)
                 continue
-            fresh_iter = iter(fresh)
-            responses = [c if c is not None else next(fresh_iter) for c in cached]
-            return Outcome(fanout.merge_responses(responses), sum(spent), hits, request)
+            responses, spent = [], 0.0
+            for hit in cached:
+                if hit is None:
+                    hit, cost = next(fresh)
+                    spent += cost
+                responses.append(hit)
+            return Outcome(fanout.merge_responses(responses), spent, len(cached) - len(missing), request)
         raise _all_failed(errors)
+
+    async def _afetch(self, cache, request: PreparedRequest, payload: dict, key: bytes) -> tuple[dict, float]:
+        response = await self.providers.acomplete(request, payload)
+        return response, self._keep(cache, key, request, response)
 
     def _keep(self, cache, key: bytes, request: PreparedRequest, response: dict) -> float:
         """Store a paid response durably (before anyone uses it) and return what it cost."""

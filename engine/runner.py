@@ -13,7 +13,8 @@ from .errors import ConfigError
 from .session import Session
 from .tasks import Task, load_task
 from .testing import evaluate_config
-from .tuning import Tuner, describe
+from .public import public_view
+from .tuning import Tuner
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Summary:
         rows = [("task", self.task), ("model", self.model),
                 ("trials", f"{self.trials} ({self.pruned} pruned)"
                  + (", stopped by the optimization budget" if self.stopped_by_budget else "")),
-                ("best config", json.dumps(describe(self.best_config))),
+                ("best config", json.dumps(public_view(self.best_config))),
                 (f"{self.metric} on tune", _fmt(self.tune_metric)), (f"{self.metric} on test", _fmt(self.test_metric)),
                 ("test cost per instance", f"${self.test_result.get('inference_cost', 0):.7f}"),
                 ("dollars paid", f"${self.paid:.6f} (tune ${self.tune_paid:.6f} of ${self.budget:g} budget, "
@@ -112,7 +113,7 @@ def start_tracking(run: RunConfig, task: Task, space: dict, tune_data, test_data
     location = Path(artifacts).resolve().as_uri() if artifacts and not run.tracking.uri.startswith("http") else None
     tracker = Tracker(run.tracking.uri, run.tracking.experiment or task.name, location)
     registered = run.tracking.registered_model or f"{task.name}-{run.model.name}"
-    params = {**dataclasses.asdict(run), "search_space": json.dumps(describe(space), default=str)}
+    params = {**dataclasses.asdict(run), "search_space": json.dumps(public_view(space), default=str)}
     tags = {"task": task.name, "model": run.model.name, "git_commit": git_commit(), "sweep": sweep,
             "registered_model": registered, "metric": task.metric, "mode": task.mode}
     try:
@@ -145,7 +146,7 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       requests=sum(t.requests for t in tuner.trials) + test_result.get("requests", 0),
                       stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out),
                       mlflow_run=tracker.run_id if tracker else None)
-    (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": describe(best)}, indent=2,
+    (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": public_view(best)}, indent=2,
                                                  default=_json_default))
     if tracker:
         metrics = {f"tune_{k}": v for k, v in tuner.best.metrics.items()}
@@ -164,10 +165,10 @@ def _json_default(value):
 
 
 def save_config(config: dict, path: Path) -> None:
-    """A best config as JSON; templates must be strings to be saved (callables cannot be reloaded)."""
+    """A best config as JSON (credentials redacted); templates must be strings (callables cannot be reloaded)."""
     if any(callable(v) for v in config.values()):
         raise ConfigError("a config with callable templates cannot be saved; use str templates in task packs")
-    path.write_text(json.dumps(config, indent=2))
+    path.write_text(json.dumps(public_view(config), indent=2))
 
 
 def load_saved_config(path: str) -> dict:

@@ -19,7 +19,8 @@ def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config:
     """
     if not data:
         raise ConfigError("data is empty: nothing to test")
-    config = _loadable(config)
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config must be a dict (or a models:/ URI for Completion.test), got {type(config).__name__}")
     run = Evaluator(requester, seed, concurrency, force_chat=force_chat, progress=progress).run(
         config, data, use_cache=use_cache, desc="test")
     per_instance = evaluate_points(run, data, range(len(data)), eval_func)
@@ -33,9 +34,3 @@ def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config:
     if return_details:
         return result, per_instance, [extract_text(o.response) for o in run.outcomes]
     return result
-
-
-def _loadable(config):
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"config must be a dict, got {type(config).__name__}")
-    return config

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .tuning import TrialOutcome, describe
+from .public import public_view
+from .tuning import TrialOutcome
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
 
@@ -80,7 +81,7 @@ class Tracker:
                   "completion_tokens": trial.completion_tokens, "latency_s": trial.wall_time,
                   "cache_hits": trial.cache_hits, "requests": trial.requests, "pruned": float(bool(trial.pruned)),
                   "data_used": trial.data_used, "n_used": trial.n_used}
-        self._log(child.info.run_id, params=describe(trial.config), metrics=values)
+        self._log(child.info.run_id, params=public_view(trial.config), metrics=values)
         self.client.set_terminated(child.info.run_id, "FINISHED")
 
     def finish(self, best_config: dict, metrics: dict, trials: list[TrialOutcome], metric: str, mode: str,
@@ -88,8 +89,8 @@ class Tracker:
         from .plots import cost_vs_metric
 
         self._log(self.run_id, metrics=metrics)
-        self.client.log_dict(self.run_id, describe(best_config), "best_config.json")
-        self.client.log_dict(self.run_id, describe(best_config), "best_config.yaml")
+        self.client.log_dict(self.run_id, public_view(best_config), "best_config.json")
+        self.client.log_dict(self.run_id, public_view(best_config), "best_config.yaml")
         with tempfile.TemporaryDirectory() as tmp:
             plot = cost_vs_metric(trials, metric, mode, Path(tmp) / "cost_vs_metric.png")
             self.client.log_artifact(self.run_id, str(plot))

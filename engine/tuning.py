@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - flaml[blendsearch] brings it
 from .budget import BudgetGuard, worst_case_cost
 from .errors import BudgetError, ConfigError
 from .evaluation import EvalRun, Evaluator, aggregate, evaluate_points, extract_text
+from .public import public_view
 from .pruning import CostPruner, cannot_beat, estimate_inference_cost, n_ladder, subset_sizes
 from .requests import Requester, prepare
 from .space import SearchSpace, build_space
@@ -67,19 +68,6 @@ class TrialOutcome:
                 "cache_hits": self.cache_hits, "pruned": bool(self.pruned), "data_used": self.data_used,
                 "n_used": self.n_used, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "wall_time": self.wall_time}
-
-
-def describe(config: Mapping[str, Any]) -> dict:
-    """A JSON-safe view of a config: callable templates by name."""
-    def safe(v):
-        if callable(v):
-            return getattr(v, "__qualname__", repr(v))
-        if isinstance(v, dict):
-            return {k: safe(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [safe(x) for x in v]
-        return v
-    return safe(dict(config))
 
 
 class Tuner:
@@ -270,7 +258,7 @@ class Tuner:
         """Append each point's new choices; note the prompt cost of one request (stage 1 only);
         returns the completion cost the new choices add."""
         spec_cost, added = self.requester.catalog, 0.0
-        for outcome, i in zip(run.outcomes, points):
+        for outcome, i in zip(run.outcomes, points):  # outcomes stop where the budget did
             if outcome is None:
                 continue
             responses[i].append(outcome.response)
@@ -325,7 +313,7 @@ class Tuner:
     def _log(self, t: TrialOutcome) -> None:
         if not self.log_file_name:
             return
-        line = {"trial": len(self.trials), "config": describe(t.config), "metrics": t.metrics,
+        line = {"trial": len(self.trials), "config": public_view(t.config), "metrics": t.metrics,
                 "cost": t.charged, "spent": t.spent, "inference_cost": t.inference_cost,
                 "tokens": {"prompt": t.prompt_tokens, "completion": t.completion_tokens},
                 "cache_hits": t.cache_hits, "requests": t.requests, "data_used": t.data_used, "n_used": t.n_used,

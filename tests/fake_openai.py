@@ -166,7 +166,7 @@ class FakeOpenAI:
                     return
                 if fake.latency:
                     time.sleep(fake.latency)
-                answer = fake._answer(self.path, body)
+                answer = fake._answer(self.path.split("?")[0], body)
                 record["usage"] = answer["usage"]
                 self._send(200, answer)
 

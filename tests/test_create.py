@@ -3,6 +3,7 @@ import pytest
 
 from engine import AuthenticationError, ChatCompletion, Completion, ConfigError, ProviderError, TemplateKeyError
 from engine.errors import UnknownModelError
+from engine.session import default_session
 
 FAST_RETRY = {"max_retry_period": 10}
 
@@ -199,3 +200,23 @@ def test_fanned_out_choices_are_cached_one_by_one_and_reused(fake_models):
     assert len(fake_models.requests) == 3 and two["choices"] == three["choices"][:2]
     five = Completion.create(n=5, **config)
     assert len(fake_models.requests) == 5 and five["choices"][:3] == three["choices"]
+
+
+def test_azure_deployments_are_reached_through_the_azure_client(fake, cache_dir, monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-0000")
+    root = fake.base_url.removesuffix("/v1")
+    default_session().catalog.add({"name": "azure-test", "provider": "azure", "base_url": root,
+                                   "api_version": "2024-10-21", "deployment": "my-deployment",
+                                   "price_per_1k": {"prompt": 0.001, "completion": 0.002}})
+    r = Completion.create(model="azure-test", prompt="What is 20 + 22?")
+    assert Completion.extract_text(r) == ["42"]
+    request = fake.requests[0]
+    assert request["path"] == "/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21"
+    assert {k.lower(): v for k, v in request["headers"].items()}["api-key"] == "azure-key-0000"
+
+
+def test_azure_without_an_endpoint_is_a_clear_error(cache_dir, monkeypatch):
+    monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-0000")
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_ENDPOINT"):
+        Completion.create(model="azure-gpt-4o-mini", prompt="hi")

@@ -1,4 +1,9 @@
 """End to end on the real embedded model: SmolLM2-135M served by llama.cpp, reached over HTTP."""
+import os
+import subprocess
+import sys
+import urllib.request
+
 import pytest
 
 from engine import Completion
@@ -24,8 +29,25 @@ def test_smollm2_n_is_fanned_out_into_distinct_samples(cache_dir):
     assert len(set(Completion.extract_text(r))) >= 2
 
 
-def test_one_server_is_shared_and_reused():
+def test_one_server_is_shared_by_the_processes_of_the_machine():
     server = default_session().providers.embedded
     first = server.base_url()
     server.reset()
     assert server.base_url() == first  # the running server is joined, not started again
+    code = "from engine.session import default_session; print(default_session().providers.embedded.base_url())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert other.stdout.strip() == first  # another process joins it too ...
+    with urllib.request.urlopen(first + "/models", timeout=5) as r:  # ... and leaving does not stop it
+        assert r.status == 200
+
+
+def test_the_last_process_to_leave_stops_the_server(tmp_path):
+    code = ("from engine.session import default_session; "
+            "url = default_session().providers.embedded.base_url(); print(url, flush=True)")
+    env = {**os.environ, "ENGINE_RUNTIME_DIR": str(tmp_path)}  # a machine of its own: no server to join
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    url = out.stdout.strip()
+    assert url.startswith("http://127.0.0.1:"), out.stderr[-2000:]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/models", timeout=5)
+    assert not (tmp_path / "smollm2.json").exists()

@@ -175,3 +175,14 @@ def test_a_tune_stopped_by_its_budget_replays_from_the_cache_for_free(landscape)
     assert len(landscape.requests) == sent and second.guard.paid == 0
     assert again == best and len(second.trials) == len(first.trials)
     assert landscape.billed(PRICE["prompt"], PRICE["completion"]) <= 0.003
+
+
+def test_a_key_passed_in_config_list_is_redacted_from_the_trial_log(landscape, tmp_path):
+    log = tmp_path / "trials.jsonl"
+    secret = "sk-inline-SECRET-0123456789abcdef"
+    tune(optimization_budget=0.01, num_samples=2, log_file_name=str(log), max_tokens=8,
+         config_list=[{"api_key": secret}])
+    text = log.read_text()
+    assert "SECRET" not in text and '"api_key": "***"' in text
+    headers = [{k.lower(): v for k, v in r["headers"].items()} for r in landscape.requests]
+    assert all(h["authorization"] == f"Bearer {secret}" for h in headers)
