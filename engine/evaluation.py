@@ -141,7 +141,7 @@ def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg
     if not per_instance:
         return {}
     metrics = [k for k, v in per_instance[0].items() if _numeric(v)]
-    values = {k: [float(r[k]) for r in per_instance if _numeric(r.get(k))] for k in metrics}
+    values = {k: [float(_plain(r[k])) for r in per_instance if _numeric(r.get(k))] for k in metrics}
     if isinstance(agg_method, str):
         fn = AGGREGATORS.get(agg_method)
         if fn is None:
@@ -163,12 +163,14 @@ def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg
 
 
 def _numeric(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, complex)
+    """bools, ints, floats and numpy scalars of those kinds (eval funcs often return np.bool_ or np.float64)."""
+    v = _plain(v)
+    return isinstance(v, (bool, int, float))
 
 
 def _plain(v):
     """numpy scalars -> Python numbers, so results serialise anywhere."""
-    return v.item() if hasattr(v, "item") else v
+    return v.item() if hasattr(v, "item") and hasattr(v, "dtype") else v
 
 
 def evaluate_points(run: EvalRun, data: Sequence[Mapping], indices: Sequence[int], eval_func: Callable) -> list[dict]:

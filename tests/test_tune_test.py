@@ -186,3 +186,30 @@ def test_a_key_passed_in_config_list_is_redacted_from_the_trial_log(landscape, t
     assert "SECRET" not in text and '"api_key": "***"' in text
     headers = [{k.lower(): v for k, v in r["headers"].items()} for r in landscape.requests]
     assert all(h["authorization"] == f"Bearer {secret}" for h in headers)
+
+
+def test_numpy_metric_values_are_aggregated(fake_models):
+    def np_eval(responses, **point):
+        ok = np.array([r.split()[:1] == [str(point["answer"])] for r in responses])
+        return {"success": ok.any(), "success_rate": ok.mean(), "count": np.int64(len(ok))}
+    result = Completion.test(DATA[:4], {"model": "fake-chat", "prompt": "{question}", "max_tokens": 4}, np_eval)
+    assert result["success"] == 1.0 and result["success_rate"] == 1.0 and result["count"] == 1.0
+    assert all(type(result[k]) is float for k in ("success", "success_rate", "count"))
+
+
+def test_tune_searches_chat_prefixes(landscape):
+    prefixes = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "{question}"}],
+                [{"role": "user", "content": "Think step by step. {question}"}]]
+    best, _ = Completion.tune(DATA, "success", "max", eval_func, optimization_budget=0.02, num_samples=4,
+                              model="fake-chat", messages=prefixes, max_tokens=8, logging_level=logging.ERROR)
+    assert best["messages"] in prefixes and "prompt" not in best
+    assert Completion.test(DATA, best)["success"] == 1.0
+    sent = landscape.completions()[0]["messages"]
+    assert sent[-1]["content"].endswith("?") and "{question}" not in sent[-1]["content"]
+
+
+def test_tune_searches_several_models_each_with_its_own_settings(landscape):
+    best, analysis = tune(optimization_budget=0.03, num_samples=6, model=["fake-chat", "fake-text"], max_tokens=8)
+    assert best["model"] in ("fake-chat", "fake-text")
+    paths = {r["path"] for r in landscape.requests}
+    assert paths == {"/v1/chat/completions", "/v1/completions"}  # both models were tried
