@@ -5,6 +5,7 @@ exceed the limit, and a real cost never exceeds its reservation, so the spend ne
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -12,6 +13,7 @@ from .errors import BudgetError
 from .models import ModelSpec
 
 logger = logging.getLogger(__name__)
+PROMPT_SIDE_FIELDS = ("tools", "functions", "response_format", "tool_choice", "logit_bias", "suffix")
 
 
 def worst_case_cost(spec: ModelSpec, payload: dict) -> float:
@@ -23,9 +25,12 @@ def worst_case_cost(spec: ModelSpec, payload: dict) -> float:
     else:
         text_bytes = len(str(payload.get("prompt", "")).encode())
         overhead = spec.prompt_overhead_tokens
-    n = payload.get("n") or 1
-    max_tokens = payload.get("max_tokens") or spec.context_length
-    return (text_bytes + overhead) * spec.prompt_price + max_tokens * n * spec.completion_price
+    for extra in PROMPT_SIDE_FIELDS:  # tool and format definitions are prompt tokens too
+        if payload.get(extra) is not None:
+            text_bytes += len(json.dumps(payload[extra], default=str).encode())
+    samples = max(payload.get("n") or 1, payload.get("best_of") or 1)  # best_of is billed in full
+    max_tokens = payload.get("max_tokens") or payload.get("max_completion_tokens") or spec.context_length
+    return (text_bytes + overhead) * spec.prompt_price + max_tokens * samples * spec.completion_price
 
 
 class BudgetGuard:

@@ -82,7 +82,7 @@ class Completion:
             logger.warning("test() needs an eval_func, or a tune() before it that had one")
             return None
         with _logging_level(logging_level):
-            return evaluate_config(session.requester, session.seed, data, config, eval_func, use_cache,
+            return evaluate_config(session.requester.for_run(), session.seed, data, config, eval_func, use_cache,
                                    agg_method, return_responses_and_per_instance_result, concurrency,
                                    cls._force_chat, progress=logging_level <= logging.WARNING)
 
@@ -92,7 +92,7 @@ class Completion:
         """Search inference settings for `data` under the budgets; returns (best_config, analysis)."""
         session = default_session()
         with _logging_level(logging_level):
-            tuner = Tuner(session.requester, session.seed, data, metric, mode, eval_func,
+            tuner = Tuner(session.requester.for_run(), session.seed, data, metric, mode, eval_func,
                           inference_budget=inference_budget, optimization_budget=optimization_budget,
                           num_samples=num_samples, log_file_name=log_file_name, concurrency=concurrency,
                           force_chat=cls._force_chat, progress=logging_level <= logging.WARNING, space=config)

@@ -47,6 +47,7 @@ class ProviderError(EngineError):
         self.endpoint = endpoint
         self.status = status
         self.retryable = retryable
+        self.spent = 0.0  # dollars paid before the failure (choices of a fan-out that did answer)
         super().__init__(f"{endpoint}: {message}")
 
 

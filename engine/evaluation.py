@@ -42,6 +42,7 @@ class EvalRun:
     requests: int = 0
     budget_exhausted: bool = False
     interrupted: bool = False
+    error: BaseException | None = None  # the first failure; points not yet started are then skipped
     usage: dict = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
 
 
@@ -78,18 +79,21 @@ class Evaluator:
                        "(Ctrl-C again to abandon them)", file=sys.stderr)
 
         try:
-            return self.requester.providers.loop.run(self._run(prepared, use_cache, desc, run, reservations),
-                                                     interrupted)
+            self.requester.providers.loop.run(self._run(prepared, use_cache, desc, run, reservations), interrupted)
         finally:
-            if self.budget is not None:  # what was reserved and never settled (failures, Ctrl-C)
+            if self.budget is not None:  # what was reserved and never settled (skipped points, Ctrl-C)
                 self.budget.release(sum(reservations))
+        if run.error is not None:
+            raise run.error
+        return run
 
     def _admit(self, prepared: list[list[PreparedRequest]], run: EvalRun) -> list[float]:
-        """Reserve each point's worst case (its most expensive endpoint), in data order, while it fits."""
+        """Reserve each point's worst case, in data order, while it fits. A point may fall back through
+        every endpoint of its config_list (paying part of a fan-out on each), so all of them are counted."""
         if self.budget is None:
             return [0.0] * len(prepared)
         catalog = self.requester.catalog
-        worst = [max(sum(worst_case_cost(catalog.get(r.model), payload) for payload, _ in r.parts) for r in requests)
+        worst = [sum(worst_case_cost(catalog.get(r.model), payload) for r in requests for payload, _ in r.parts)
                  for requests in prepared]
         admitted = self.budget.admit(worst)
         if admitted < len(prepared):
@@ -99,17 +103,31 @@ class Evaluator:
         return worst[:admitted]
 
     async def _run(self, prepared: list[list[PreparedRequest]], use_cache: bool, desc: str, run: EvalRun,
-                   reservations: list[float]) -> EvalRun:
+                   reservations: list[float]) -> None:
         semaphore = asyncio.Semaphore(self.concurrency)
         bar = tqdm(total=len(prepared), desc=desc, unit="pt", delay=1.0, leave=False, disable=not self.progress)
 
+        def stopped() -> bool:
+            return run.interrupted or run.error is not None
+
         async def one(i: int, requests: list[PreparedRequest]) -> None:
-            if run.interrupted:
+            if stopped():
                 return
             async with semaphore:
-                if run.interrupted:
+                if stopped():
                     return
-                outcome = await self.requester.arun(requests, use_cache)
+                try:
+                    outcome = await self.requester.arun(requests, use_cache)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - recorded, raised once the others are done
+                    paid = getattr(exc, "spent", 0.0)
+                    run.spent += paid
+                    if self.budget is not None:
+                        self.budget.settle(reservations[i], paid, paid)
+                        reservations[i] = 0.0
+                    run.error = run.error or exc
+                    return
             run.outcomes[i] = outcome
             run.spent += outcome.spent
             run.cache_hits += outcome.cache_hits
@@ -129,7 +147,6 @@ class Evaluator:
             await asyncio.gather(*(one(i, r) for i, r in enumerate(prepared)))
         finally:
             bar.close()
-        return run
 
 
 def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg") -> dict:
@@ -154,7 +171,8 @@ def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg
         for name, fn in agg_method.items():
             if not callable(fn):
                 raise ConfigError(f"agg_method[{name!r}] must be callable")
-            source = name if name in values else next((m for m in metrics if name.endswith("_" + m)), None)
+            suffixes = [m for m in metrics if name.endswith("_" + m)]
+            source = name if name in values else max(suffixes, key=len, default=None)
             if source is None:
                 raise ConfigError(f"agg_method key {name!r} names no metric (metrics: {metrics})")
             out[name] = _plain(fn(values[source]))

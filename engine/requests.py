@@ -148,13 +148,24 @@ class Requester:
         self.catalog = catalog
         self.caches = caches
         self.providers = providers
+        self._in_flight: dict[tuple[int, bytes], asyncio.Future] = {}  # requests being answered right now
+
+    def for_run(self) -> "Requester":
+        """A requester bound to today's cache root, so that a later `set_cache` cannot move a running tune."""
+        clone = Requester(self.catalog, self.caches, self.providers)
+        clone._in_flight = self._in_flight  # still one answer per identical request in this process
+        return clone
 
     def cost(self, model: str, response: dict) -> float:
         return self.catalog.cost(model, response.get("usage"))
 
     def run(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
-        """Cache hit, or the first endpoint that answers (config_list order)."""
-        errors = []
+        """Cache hit, or the first endpoint that answers (config_list order).
+
+        `Outcome.spent` counts every dollar paid, including choices paid on an endpoint that then failed
+        (they are cached too); if all endpoints fail, the error carries that amount as `.spent`.
+        """
+        errors, wasted = [], 0.0
         for request in requests:
             cache = self.caches.for_seed(request.seed) if use_cache else None
             responses, spent, hits = [], 0.0, 0
@@ -169,35 +180,62 @@ class Requester:
                     responses.append(response)
             except ProviderError as exc:
                 errors.append(exc)
+                wasted += spent
                 continue
-            return Outcome(fanout.merge_responses(responses), spent, hits, request)
-        raise _all_failed(errors)
+            return Outcome(fanout.merge_responses(responses), spent + wasted, hits, request)
+        raise _all_failed(errors, wasted)
 
     async def arun(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
-        """`run` for asyncio; the parts of one request that the cache lacks are sent concurrently."""
-        errors = []
+        """`run` for asyncio. The parts of one request that the cache lacks are sent concurrently, and a
+        request identical to one already in flight waits for that answer instead of paying again."""
+        errors, wasted = [], 0.0
         for request in requests:
             cache = self.caches.for_seed(request.seed) if use_cache else None
             cached = [cache.get(key) if cache is not None else None for _, key in request.parts]
             missing = [part for part, hit in zip(request.parts, cached, strict=True) if hit is None]
-            try:
-                fresh = iter(await asyncio.gather(*(self._afetch(cache, request, payload, key)
-                                                    for payload, key in missing)))
-            except ProviderError as exc:
-                errors.append(exc)
+            results = await asyncio.gather(*(self._afetch(cache, request, payload, key) for payload, key in missing),
+                                           return_exceptions=True)
+            paid = sum(r[1] for r in results if not isinstance(r, BaseException))
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                wasted += paid  # what the parts that did answer cost: they are cached, and counted
+                if not all(isinstance(f, ProviderError) for f in failures):
+                    raise next(f for f in failures if not isinstance(f, ProviderError))
+                errors.append(failures[0])
                 continue
-            responses, spent = [], 0.0
+            fresh = iter(results)
+            responses, shared = [], 0
             for hit in cached:
                 if hit is None:
-                    hit, cost = next(fresh)
-                    spent += cost
+                    hit, _, was_shared = next(fresh)
+                    shared += was_shared
                 responses.append(hit)
-            return Outcome(fanout.merge_responses(responses), spent, len(cached) - len(missing), request)
-        raise _all_failed(errors)
+            hits = len(cached) - len(missing) + shared
+            return Outcome(fanout.merge_responses(responses), paid + wasted, hits, request)
+        raise _all_failed(errors, wasted)
 
-    async def _afetch(self, cache, request: PreparedRequest, payload: dict, key: bytes) -> tuple[dict, float]:
-        response = await self.providers.acomplete(request, payload)
-        return response, self._keep(cache, key, request, response)
+    async def _afetch(self, cache, request: PreparedRequest, payload: dict, key: bytes) -> tuple[dict, float, bool]:
+        """(response, dollars paid, shared with an identical request in flight)."""
+        if cache is None:
+            response = await self.providers.acomplete(request, payload)
+            return response, self._keep(None, key, request, response), False
+        slot = (id(cache), key)
+        pending = self._in_flight.get(slot)
+        if pending is not None:
+            return await asyncio.shield(pending), 0.0, True
+        future = asyncio.get_running_loop().create_future()
+        self._in_flight[slot] = future
+        try:
+            response = await self.providers.acomplete(request, payload)
+            cost = self._keep(cache, key, request, response)
+            future.set_result(response)
+            return response, cost, False
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, nobody is warned about it
+            raise
+        finally:
+            del self._in_flight[slot]
 
     def _keep(self, cache, key: bytes, request: PreparedRequest, response: dict) -> float:
         """Store a paid response durably (before anyone uses it) and return what it cost."""
@@ -206,9 +244,13 @@ class Requester:
         return self.cost(request.model, response)
 
 
-def _all_failed(errors: list[ProviderError]) -> EngineError:
+def _all_failed(errors: list[ProviderError], spent: float = 0.0) -> EngineError:
     if len(errors) == 1:
-        return errors[0]
-    lines = "\n".join(f"  - {e}" for e in errors)
-    last = errors[-1]
-    return type(last)(f"all {len(errors)} endpoints failed:\n{lines}", "config_list", status=last.status)
+        error = errors[0]
+    else:
+        lines = "\n".join(f"  - {e}" for e in errors)
+        last = errors[-1]
+        error = type(last)(f"all {len(errors)} endpoints failed:\n{lines}", "config_list", status=last.status,
+                           retryable=all(e.retryable for e in errors))
+    error.spent = spent  # dollars paid on the way (partial fan-outs), for the budget
+    return error

@@ -1,7 +1,9 @@
-"""Run untrusted generated code in a subprocess: a timeout, memory and CPU limits, and no network.
+"""Run generated code in a subprocess: a timeout, a memory limit, no network and no child processes.
 
-The child is an isolated interpreter (`-I`) whose import system refuses network and process modules,
-so `import socket` fails cleanly; an infinite loop is killed at the timeout.
+The child is an isolated interpreter (`-I`) whose import system refuses network, process and FFI modules
+(so `import socket` fails cleanly) and whose `os` cannot start or signal processes; an infinite loop is
+killed at the timeout. This guards a benchmark against accidents and sloppy code, not a determined attacker:
+run untrusted code in a container or VM as well.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 PREAMBLE = r'''
 import resource, sys
 _BLOCKED = {"socket", "_socket", "ssl", "_ssl", "http", "urllib", "ftplib", "smtplib", "poplib", "imaplib",
-            "telnetlib", "xmlrpc", "requests", "httpx", "subprocess", "multiprocessing", "ctypes", "asyncio"}
+            "telnetlib", "xmlrpc", "requests", "httpx", "subprocess", "_posixsubprocess", "multiprocessing",
+            "ctypes", "_ctypes", "asyncio", "pty", "pexpect"}
 class _NoNetwork:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in _BLOCKED:
@@ -23,8 +26,16 @@ sys.meta_path.insert(0, _NoNetwork())
 for _m in list(sys.modules):
     if _m.split(".")[0] in _BLOCKED:
         del sys.modules[_m]
+import os as _os
+def _refused(*args, **kwargs):
+    raise PermissionError("starting processes is not allowed in the sandbox")
+for _name in ("system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve", "execl",
+              "execle", "execlp", "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe",
+              "spawnv", "spawnve", "spawnvp", "spawnvpe", "kill", "killpg"):
+    if hasattr(_os, _name):
+        setattr(_os, _name, _refused)
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-del resource
+del resource, _os, _name
 '''
 
 

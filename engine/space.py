@@ -148,9 +148,10 @@ def _check_positive(space: dict) -> None:
 
 
 def _label(template) -> str:
+    """Tells templates apart: two lambdas share a __qualname__, so callables are told by identity."""
     if isinstance(template, list):
         return "|".join(_label(m.get("content")) if isinstance(m, dict) else _label(m) for m in template)
-    return template if isinstance(template, str) else getattr(template, "__qualname__", repr(template))
+    return template if isinstance(template, str) else f"callable@{id(template)}"
 
 
 def _domains_named(space: dict, name: str):

@@ -10,10 +10,9 @@ Template = str | Callable[[Mapping[str, Any]], str]
 
 def render(template: Template, context: Mapping[str, Any] | None, index: int | None = None) -> str:
     """`str.format(**context)` for a string, `template(context)` for a callable."""
-    context = context or {}
     if isinstance(template, str):
-        if "{" not in template:
-            return template
+        if not context or "{" not in template:
+            return template  # as the seed library does: no context, no formatting (literal braces stay)
         try:
             return template.format(**context)
         except KeyError as exc:
@@ -22,7 +21,7 @@ def render(template: Template, context: Mapping[str, Any] | None, index: int | N
             raise ConfigError(f"prompt template {template[:60]!r} cannot be formatted: {exc}") from None
     if callable(template):
         try:
-            out = template(context)
+            out = template(context or {})
         except KeyError as exc:
             raise TemplateKeyError(str(exc.args[0]), index) from None
         if not isinstance(out, str):

@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - flaml[blendsearch] brings it
     pass
 
 from .budget import BudgetGuard, worst_case_cost
-from .errors import BudgetError, ConfigError
+from .errors import AuthenticationError, BudgetError, ConfigError, ProviderError
 from .evaluation import EvalRun, Evaluator, aggregate, evaluate_points, extract_text
 from .public import public_view
 from .pruning import CostPruner, cannot_beat, estimate_inference_cost, n_ladder, subset_sizes
@@ -35,6 +35,7 @@ from .requests import Requester, prepare
 from .space import SearchSpace, build_space
 
 logger = logging.getLogger(__name__)
+MAX_FREE_PRUNES = 25  # with num_samples=-1, a search whose space is all pruned would otherwise never end
 
 
 @dataclass
@@ -105,6 +106,8 @@ class Tuner:
         self.trials: list[TrialOutcome] = []
         self.best: TrialOutcome | None = None
         self.stopped_by_budget = False
+        self.stopped_by_pruning = False
+        self._free_prunes = 0  # consecutive trials pruned from the table alone: they cost the search nothing
         self.preflight = self._preflight()
         self._check_metric_named()
 
@@ -119,7 +122,7 @@ class Tuner:
             spec = catalog.get(model)
             chunks = 1 if spec.ignores_n else len(n_ladder(n_max))
             for choice in range(len(self.space.prompts or self.space.messages)):
-                base = self.space.decode({"model": model, **self._template_choice(choice)})
+                base = self.space.decode({**self.space.constants, "model": model, **self._template_choice(choice)})
                 trial = 0.0
                 for i, point in enumerate(self.data):
                     worst = prepare(dict(base, n=1, max_tokens=int(mt_max) if mt_max else None), point,
@@ -186,12 +189,17 @@ class Tuner:
         return dict(self.best.config) if self.best else {}
 
     def _trial(self, sample: dict) -> dict | None:
-        if self.stopped_by_budget:
+        if self.stopped_by_budget or self.stopped_by_pruning:
             return None  # tells FLAML to stop
         start = time.monotonic()
         outcome = TrialOutcome(config=self.space.decode(sample))
         try:
             self._evaluate(outcome)
+        except ProviderError as exc:
+            if isinstance(exc, AuthenticationError) or exc.retryable:
+                raise  # a refused key or an endpoint that stays down: no other config will do better
+            outcome.pruned, outcome.metrics = "error", {self.metric: self._worst()}  # e.g. prompt too long
+            self._say(f"trial {len(self.trials) + 1} failed and is skipped: {exc}")
         finally:
             outcome.wall_time = time.monotonic() - start
             self.trials.append(outcome)
@@ -204,6 +212,12 @@ class Tuner:
                                   refresh=False)
         if outcome.pruned == "budget":
             self.stopped_by_budget = True
+        self._free_prunes = self._free_prunes + 1 if outcome.pruned and not outcome.requests else 0
+        if self._free_prunes >= MAX_FREE_PRUNES:
+            self.stopped_by_pruning = True
+            self._say(f"{MAX_FREE_PRUNES} trials in a row were pruned without a request: every config left "
+                      "is known to exceed the inference budget; stopping")
+            return None
         return outcome.result(self.metric)
 
     def _evaluate(self, t: TrialOutcome) -> None:

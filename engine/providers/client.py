@@ -89,8 +89,7 @@ class ProviderClient:
         try:
             return self._send(self._client_for(request, False), endpoint, payload)
         except openai.OpenAIError as exc:
-            self._give_up_unless_retryable(endpoint, exc)
-            time.sleep(self._first_wait(exc))
+            time.sleep(self._first_wait(request, exc))
         try:
             for attempt in Retrying(**self._policy(request)):
                 with attempt:
@@ -105,8 +104,7 @@ class ProviderClient:
         try:
             return await self._send(self._client_for(request, True), endpoint, payload)
         except openai.OpenAIError as exc:
-            self._give_up_unless_retryable(endpoint, exc)
-            await asyncio.sleep(self._first_wait(exc))
+            await asyncio.sleep(self._first_wait(request, exc))
         try:
             async for attempt in AsyncRetrying(**self._policy(request)):
                 with attempt:
@@ -115,15 +113,17 @@ class ProviderClient:
             self._on_failure(endpoint, exc)
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
 
-    def _give_up_unless_retryable(self, endpoint: Endpoint, exc: openai.OpenAIError) -> None:
+    def _first_wait(self, request, exc: openai.OpenAIError) -> float:
+        """How long to wait before the second attempt; raises when retrying cannot help or cannot fit
+        (a Retry-After longer than the whole retry period gives up now instead of hanging)."""
+        endpoint = request.endpoint
         self._on_failure(endpoint, exc)
-        if not is_retryable(exc):
-            raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
-
-    def _first_wait(self, exc: BaseException) -> float:
+        period = self.policy.max_total_seconds if request.retry_period is None else float(request.retry_period)
         hinted = retry_after_seconds(exc)
-        base = self.policy.initial_wait
-        return max(base, hinted) if hinted is not None else base
+        wait = max(self.policy.initial_wait, hinted or 0.0)
+        if not is_retryable(exc) or wait >= period:
+            raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
+        return wait
 
     @staticmethod
     def _send(client, endpoint: Endpoint, payload: dict):
