@@ -36,10 +36,14 @@ class LoopThread:
         On Ctrl-C, `on_interrupt()` is called (it should stop new requests) and the requests in flight
         are waited for, so that what is paid for reaches the cache; a second Ctrl-C abandons them.
         """
-        future = self.submit(coro)
+        future = None
         try:
+            future = self.submit(coro)
             return future.result()
         except KeyboardInterrupt:
+            if future is None:
+                coro.close()
+                raise
             if on_interrupt is None:
                 future.cancel()
                 raise
