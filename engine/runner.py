@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import RunConfig, to_domain
 from .errors import ConfigError
-from .session import Session
+from .session import Session, default_session
 from .tasks import Task, load_task
 from .testing import evaluate_config
 from .public import public_view
@@ -78,8 +77,9 @@ def search_space(run: RunConfig, task: Task) -> dict:
 
 
 def session_for(run: RunConfig) -> Session:
-    """A session of this run's own: its cache, and the model from the composed config in the catalog."""
-    session = Session(seed=run.cache.seed, cache_path=run.cache.path)
+    """A session of this run's own (its cache, the composed model in its catalog) that shares the process's
+    clients, event loop and embedded server, so a multirun does not start them again per job."""
+    session = Session(seed=run.cache.seed, cache_path=run.cache.path, providers=default_session().providers)
     session.catalog.add(run.model)
     return session
 
@@ -90,10 +90,10 @@ def run_experiment(run: RunConfig, output_dir: str, sweep: str | None = None) ->
     tune_data = task.split("tune", run.task.tune_size)
     test_data = task.split("test", run.task.test_size)
     space = search_space(run, task)
-    tracker = None
+    tracker = new_tracker(run, task) if run.tracking.enabled else None
     try:
-        if run.tracking.enabled:
-            tracker = start_tracking(run, task, space, tune_data, test_data, sweep)
+        if tracker:
+            start_tracking(tracker, run, task, space, tune_data, test_data, sweep)
         summary = _tune_and_test(run, task, space, tune_data, test_data, Path(output_dir), tracker)
     except KeyboardInterrupt:
         if tracker:
@@ -106,22 +106,23 @@ def run_experiment(run: RunConfig, output_dir: str, sweep: str | None = None) ->
     return summary
 
 
-def start_tracking(run: RunConfig, task: Task, space: dict, tune_data, test_data, sweep: str | None):
-    from .tracking import Tracker, git_commit
+def new_tracker(run: RunConfig, task: Task):
+    from .tracking import Tracker
 
     artifacts = run.tracking.artifacts
     location = Path(artifacts).resolve().as_uri() if artifacts and not run.tracking.uri.startswith("http") else None
-    tracker = Tracker(run.tracking.uri, run.tracking.experiment or task.name, location)
+    return Tracker(run.tracking.uri, run.tracking.experiment or task.name, location)
+
+
+def start_tracking(tracker, run: RunConfig, task: Task, space: dict, tune_data, test_data, sweep: str | None) -> None:
+    """The parent run: composed config and search space, both data splits, and the tags the UI groups by."""
+    from .tracking import git_commit
+
     registered = run.tracking.registered_model or f"{task.name}-{run.model.name}"
     params = {**dataclasses.asdict(run), "search_space": json.dumps(public_view(space), default=str)}
     tags = {"task": task.name, "model": run.model.name, "git_commit": git_commit(), "sweep": sweep,
             "registered_model": registered, "metric": task.metric, "mode": task.mode}
-    try:
-        tracker.start(params, tags, {"tune": tune_data, "test": test_data}, name=f"{task.name}-{run.model.name}")
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    return tracker
+    tracker.start(params, tags, {"tune": tune_data, "test": test_data}, name=f"{task.name}-{run.model.name}")
 
 
 def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data, out: Path, tracker) -> Summary:
@@ -147,7 +148,7 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out),
                       mlflow_run=tracker.run_id if tracker else None)
     (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": public_view(best)}, indent=2,
-                                                 default=_json_default))
+                                                 default=str))
     if tracker:
         metrics = {f"tune_{k}": v for k, v in tuner.best.metrics.items()}
         metrics.update({f"test_{k}": v for k, v in test_result.items()})
@@ -156,12 +157,6 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
         tracker.finish(best, metrics, tuner.trials, task.metric, task.mode,
                        [out / "trials.jsonl", out / "summary.json"])
     return summary
-
-
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return str(value)
 
 
 def save_config(config: dict, path: Path) -> None:

@@ -250,7 +250,7 @@ class Tuner:
                 self._require_metric(per_point)
                 best = self.best.metrics[self.metric] if self.best else None
                 if cannot_beat([float(p[self.metric]) for p in per_point], total, best, self.mode):
-                    return self._stop(t, responses, "metric")
+                    return self._stop(t, responses, "metric", scored=per_point)
         for step in n_ladder(n)[1:]:  # stage 2: more completions on all the data, reusing those we have
             run = self.evaluator.run(dict(config, n=step - have), self.data, range(total), offset=have,
                                      desc=f"trial {len(self.trials) + 1} n={step}")
@@ -271,14 +271,14 @@ class Tuner:
     def _collect(self, run: EvalRun, points, responses, prompt_cost) -> float:
         """Append each point's new choices; note the prompt cost of one request (stage 1 only);
         returns the completion cost the new choices add."""
-        spec_cost, added = self.requester.catalog, 0.0
+        catalog, added = self.requester.catalog, 0.0
         for outcome, i in zip(run.outcomes, points):  # outcomes stop where the budget did
             if outcome is None:
                 continue
             responses[i].append(outcome.response)
             usage = outcome.response.get("usage") or {}
-            total = spec_cost.cost(outcome.request.model, usage)
-            prompt = spec_cost.cost(outcome.request.model, {"prompt_tokens": usage.get("prompt_tokens", 0)})
+            total = catalog.cost(outcome.request.model, usage)
+            prompt = catalog.cost(outcome.request.model, {"prompt_tokens": usage.get("prompt_tokens", 0)})
             if prompt_cost is not None:
                 prompt_cost[i] = prompt / max(1, len(outcome.request.parts))
             added += total - prompt
@@ -300,12 +300,13 @@ class Tuner:
         self.pruner.remember(choice, t.config.get("max_tokens"), t.config.get("n", 1))
         return True
 
-    def _stop(self, t: TrialOutcome, responses, reason: str) -> None:
+    def _stop(self, t: TrialOutcome, responses, reason: str, scored: list[dict] | None = None) -> None:
+        """End a trial early; its metrics are those of what it answered (`scored` when already evaluated,
+        so that an expensive eval_func, e.g. HumanEval's sandbox, does not run twice)."""
         t.pruned = reason
-        scored = self._score(responses) if any(responses) else []
+        if scored is None:
+            scored = self._score(responses) if any(responses) else []
         t.metrics = aggregate(scored) if scored else {self.metric: self._worst()}
-        if reason == "metric":
-            return
         if reason == "budget":
             self._say(f"optimization budget reached during trial {len(self.trials) + 1}: stopping")
 
