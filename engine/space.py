@@ -5,6 +5,7 @@ Prompts, chat prefixes and stop lists are searched by index (FLAML samples numbe
 """
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +14,11 @@ from typing import Any
 with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing; tuning does not need it
     warnings.simplefilter("ignore")
     from flaml import tune
-    from flaml.tune.sample import Categorical, Domain, Float, Integer
+
+# flaml.tune hands out Ray Tune's domain classes when Ray is installed and its own otherwise: take the
+# classes from wherever its domain functions come from, so isinstance checks hold in both cases.
+_sample = importlib.import_module(tune.randint.__module__)
+Categorical, Domain, Float, Integer = _sample.Categorical, _sample.Domain, _sample.Float, _sample.Integer
 
 from .errors import ConfigError
 

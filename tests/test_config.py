@@ -61,7 +61,7 @@ def test_invalid_values_fail_before_any_request_naming_the_key_path(override, wh
 
 
 def test_search_domains_are_declared_in_yaml():
-    from flaml.tune.sample import Categorical, Float, Integer
+    from engine.space import Categorical, Float, Integer
     assert isinstance(to_domain({"uniform": [0, 2]}, "x"), Float)
     assert isinstance(to_domain(["uniform", 0, 2], "x"), Float)
     assert isinstance(to_domain({"lograndint": [8, 64]}, "x"), Integer)
