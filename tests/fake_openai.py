@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -51,14 +52,17 @@ class FakeOpenAI:
     """Run with `with FakeOpenAI() as server:`; `server.base_url` is the /v1 root."""
 
     def __init__(self, latency: float = 0.0, ignore_n: bool = False,
-                 responder: Callable[[dict, int], str] = default_responder):
+                 responder: Callable[[dict, int], str] = default_responder, port: int = 0,
+                 models_delay: float = 0.0, die_with: int | None = None):
         self.latency = latency
+        self.models_delay = models_delay  # seconds before GET /v1/models answers (a busy server)
+        self.die_with = die_with  # a signal this process sends itself on a completion request (a crash)
         self.ignore_n = ignore_n
         self.responder = responder
         self.script: deque[dict] = deque()  # faults for the next requests, in order
         self.requests: list[dict] = []  # every request received, faults included
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -140,9 +144,14 @@ class FakeOpenAI:
                 self.wfile.write(data)
 
             def do_GET(self):
+                if fake.models_delay:
+                    time.sleep(fake.models_delay)
                 self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
             def do_POST(self):
+                if fake.die_with is not None:  # to this thread: a process-wide kill lets it answer first
+                    signal.pthread_kill(threading.get_ident(), fake.die_with)
+                    time.sleep(60)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake._lock:
@@ -181,9 +190,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--ignore-n", action="store_true")
     parser.add_argument("--landscape", action="store_true", help="answer with landscape_responder")
-    args = parser.parse_args()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--models-delay", type=float, default=0.0, help="seconds before /v1/models answers")
+    parser.add_argument("--die-with", help="a signal name (e.g. SIGILL) to die by on the first completion")
+    args, _ = parser.parse_known_args()  # a stand-in for llama_cpp.server ignores that server's options
     responder = landscape_responder if args.landscape else default_responder
-    with FakeOpenAI(latency=args.latency, ignore_n=args.ignore_n, responder=responder) as server:
+    die_with = signal.Signals[args.die_with] if args.die_with else None
+    with FakeOpenAI(latency=args.latency, ignore_n=args.ignore_n, responder=responder, port=args.port,
+                    models_delay=args.models_delay, die_with=die_with) as server:
         print(server.base_url, flush=True)
         try:
             threading.Event().wait()

@@ -39,17 +39,21 @@ def _sdk_kwargs(payload: dict) -> dict:
 class ProviderClient:
     """openai clients per endpoint (one sync, one async each) and retries."""
 
-    def __init__(self, policy: RetryPolicy | None = None, timeout: float = 60.0):
+    def __init__(self, policy: RetryPolicy | None = None, timeout: float = 60.0,
+                 embedded: EmbeddedServer | None = None):
         self.policy = policy or RetryPolicy()
         self.timeout = timeout
         self._clients: dict = {}
         self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its clients
         self._lock = threading.Lock()
-        self.embedded = EmbeddedServer()
+        self.embedded = embedded or EmbeddedServer()
         self.loop = LoopThread()  # where the async clients live
 
     def _client(self, endpoint: Endpoint, is_async: bool):
-        base_url = self.embedded.base_url() if endpoint.provider == "embedded" else endpoint.base_url
+        if endpoint.provider == "embedded":  # async callers start it off the loop first (see acomplete)
+            base_url = self.embedded.ready_url() or self.embedded.base_url()
+        else:
+            base_url = endpoint.base_url
         key = (endpoint.provider, base_url, endpoint.api_version, endpoint.api_key, endpoint.organization)
         if is_async:  # an async client belongs to the event loop it was made in
             clients = self._async_clients.setdefault(asyncio.get_running_loop(), {})
@@ -87,37 +91,51 @@ class ProviderClient:
         """
         endpoint = request.endpoint
         try:
-            return self._send(self._client_for(request, False), endpoint, payload)
+            return self._attempt(request, payload)
         except openai.OpenAIError as exc:
             time.sleep(self._first_wait(request, exc))
         try:
             for attempt in Retrying(**self._policy(request)):
                 with attempt:
-                    return self._send(self._client_for(request, False), endpoint, payload)
+                    return self._attempt(request, payload)
         except openai.OpenAIError as exc:
-            self._on_failure(endpoint, exc)
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
 
     async def acomplete(self, request, payload: dict) -> dict:
         """The same as `complete`, awaiting the async client."""
         endpoint = request.endpoint
         try:
-            return await self._send(self._client_for(request, True), endpoint, payload)
+            return await self._aattempt(request, payload)
         except openai.OpenAIError as exc:
             await asyncio.sleep(self._first_wait(request, exc))
         try:
             async for attempt in AsyncRetrying(**self._policy(request)):
                 with attempt:
-                    return await self._send(self._client_for(request, True), endpoint, payload)
+                    return await self._aattempt(request, payload)
         except openai.OpenAIError as exc:
-            self._on_failure(endpoint, exc)
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
+
+    def _attempt(self, request, payload: dict) -> dict:
+        """One try; a failure is reported at once (a dead embedded server is noticed per attempt)."""
+        try:
+            return self._send(self._client_for(request, False), request.endpoint, payload)
+        except openai.OpenAIError as exc:
+            self._on_failure(request.endpoint, exc)
+            raise
+
+    async def _aattempt(self, request, payload: dict) -> dict:
+        if request.endpoint.provider == "embedded" and self.embedded.ready_url() is None:
+            await asyncio.to_thread(self.embedded.base_url)  # starting or joining it blocks: not on the loop
+        try:
+            return await self._send(self._client_for(request, True), request.endpoint, payload)
+        except openai.OpenAIError as exc:
+            self._on_failure(request.endpoint, exc)
+            raise
 
     def _first_wait(self, request, exc: openai.OpenAIError) -> float:
         """How long to wait before the second attempt; raises when retrying cannot help or cannot fit
         (a Retry-After longer than the whole retry period gives up now instead of hanging)."""
         endpoint = request.endpoint
-        self._on_failure(endpoint, exc)
         period = self.policy.max_total_seconds if request.retry_period is None else float(request.retry_period)
         hinted = retry_after_seconds(exc)
         wait = max(self.policy.initial_wait, hinted or 0.0)
@@ -125,17 +143,24 @@ class ProviderClient:
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
         return wait
 
-    @staticmethod
-    def _send(client, endpoint: Endpoint, payload: dict):
+    def _send(self, client, endpoint: Endpoint, payload: dict):
         """Issue the SDK call; returns a dict (sync) or an awaitable of one (async)."""
         resource = client.chat.completions if endpoint.chat else client.completions
         result = resource.create(**_sdk_kwargs(payload))
+        embedded = endpoint.provider == "embedded"
         if asyncio.iscoroutine(result):
             async def dump():
-                return (await result).model_dump(mode="json")
+                answer = (await result).model_dump(mode="json")
+                if embedded:
+                    self.embedded.mark_answered()
+                return answer
             return dump()
+        if embedded:
+            self.embedded.mark_answered()
         return result.model_dump(mode="json")
 
     def _on_failure(self, endpoint: Endpoint, exc: BaseException) -> None:
         if endpoint.provider == "embedded" and isinstance(exc, openai.APIConnectionError):
-            self.embedded.reset()  # the server may have gone: look again next time
+            request = getattr(exc, "request", None)
+            port = request.url.port if request is not None else None
+            self.embedded.report_failure(port)  # a dead server restarts; a crash loop becomes an error
