@@ -52,14 +52,14 @@ class SearchConfig:
     stops: Optional[List[Any]] = None  # None: the task's own stop lists
     temperature: Any = None  # give temperature or top_p, not both; neither: search either
     top_p: Any = None
-    max_tokens: Any = field(default_factory=lambda: ["lograndint", 8, 64])
-    n: Any = field(default_factory=lambda: ["randint", 1, 4])
+    max_tokens: Any = None  # None: the task's own range (arithmetic and capitals [lograndint, 4, 16])
+    n: Any = field(default_factory=lambda: ["randint", 1, 3])
 
 
 @dataclass
 class BudgetConfig:
     inference: Optional[float] = None  # dollars per instance at inference time
-    optimization: float = 0.005  # dollars in total for the search: a hard cap
+    optimization: float = 0.004  # dollars in total for the search: a hard cap
     num_samples: int = -1  # trials; -1: as many as the optimization budget allows
 
 

@@ -36,6 +36,7 @@ class Summary:
     stopped_by_budget: bool = False
     output_dir: str = ""
     mlflow_run: str | None = None
+    mlflow_ui: str | None = None  # how to see the runs just written
 
     def table(self) -> str:
         rows = [("task", self.task), ("model", self.model),
@@ -50,6 +51,8 @@ class Summary:
                 ("requests / cache hits", f"{self.requests} / {self.cache_hits}"), ("results in", self.output_dir)]
         if self.mlflow_run:
             rows.append(("mlflow run", f"{self.mlflow_run} (promote: python -m engine.promote run_id={self.mlflow_run})"))
+        if self.mlflow_ui:
+            rows.append(("see it in MLflow", self.mlflow_ui))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -71,6 +74,8 @@ def search_space(run: RunConfig, task: Task) -> dict:
         space["stop"] = [list(x) if isinstance(x, (list, tuple)) else x for x in stops]
     for name in ("temperature", "top_p", "max_tokens", "n"):
         value = getattr(s, name)
+        if name == "max_tokens" and value is None:
+            value = list(task.max_tokens)
         if value is not None:
             space[name] = to_domain(value, f"search.{name}")
     return space
@@ -146,7 +151,8 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       cache_hits=sum(t.cache_hits for t in tuner.trials) + test_result.get("cache_hits", 0),
                       requests=sum(t.requests for t in tuner.trials) + test_result.get("requests", 0),
                       stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out),
-                      mlflow_run=tracker.run_id if tracker else None)
+                      mlflow_run=tracker.run_id if tracker else None,
+                      mlflow_ui=tracker.ui_hint() if tracker else None)
     (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": public_view(best)}, indent=2,
                                                  default=str))
     if tracker:

@@ -172,7 +172,12 @@ def _domains_named(space: dict, name: str):
 
 
 def _domain_bounds(value) -> tuple[float, float]:
-    if isinstance(value, (Integer, Float)):
+    """Lowest and highest value a domain can give: randint/lograndint exclude their upper bound,
+    qrandint includes it."""
+    if isinstance(value, Integer):
+        quantized = type(value.get_sampler()).__name__ == "Quantized"
+        return value.lower, value.upper if quantized else value.upper - 1
+    if isinstance(value, Float):
         return value.lower, value.upper
     if isinstance(value, Categorical):
         return min(value.categories), max(value.categories)

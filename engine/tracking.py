@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,16 @@ class Tracker:
                 self.client.log_artifact(self.run_id, str(path))
         self.end("FINISHED")
 
+    def ui_hint(self) -> str:
+        """The command that opens the MLflow UI on this store, and the address of this run in it."""
+        page = f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        if self.uri.startswith(("http://", "https://")):
+            return f"{self.uri.rstrip('/')}/{page}"
+        mlflow = Path(sys.executable).with_name("mlflow")
+        command = os.path.relpath(mlflow) if mlflow.exists() and not os.path.relpath(mlflow).startswith("..") \
+            else (str(mlflow) if mlflow.exists() else "mlflow")
+        return f"{command} ui --backend-store-uri {self.uri} --port 5000, then open http://127.0.0.1:5000/{page}"
+
     def end(self, status: str) -> None:
         """FINISHED, FAILED or KILLED: a run never stays RUNNING."""
         if self.run_id:
@@ -119,6 +132,8 @@ class Tracker:
 
         frame = pd.DataFrame([{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in p.items()}
                               for p in points])
-        dataset = self.mlflow.data.from_pandas(frame, name=f"{name}-{context}")
-        self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(),
-                                                          [InputTag("mlflow.data.context", context)])])
+        with warnings.catch_warnings():  # "Inferred schema contains integer column(s)": true, and not ours
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = self.mlflow.data.from_pandas(frame, name=f"{name}-{context}")
+            entity = dataset._to_mlflow_entity()
+        self.client.log_inputs(self.run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])])

@@ -25,5 +25,5 @@ def problems(count: int = 60, seed: int = 7) -> list[dict]:
 def arithmetic(cfg) -> Task:
     """Two-number + and - questions; right when the last number in the answer is the result."""
     return Task(name="arithmetic", points=problems(), eval_func=success_eval_func(numeric_match), prompts=PROMPTS,
-                stops=[None, ["\n"]], test_fraction=cfg.test_fraction,
+                stops=[None, ["\n"]], max_tokens=["lograndint", 4, 16], test_fraction=cfg.test_fraction,
                 description="two-number + and - questions, numeric match on the last number")

@@ -17,5 +17,5 @@ def capitals(cfg) -> Task:
     """Capital cities of 60 countries; right when the answer contains the capital's name."""
     points = read_points(str(Path(__file__).parent / "data" / "capitals.jsonl"))
     return Task(name="capitals", points=points, eval_func=success_eval_func(contains), prompts=PROMPTS,
-                stops=[None, ["\n"]], test_fraction=cfg.test_fraction,
+                stops=[None, ["\n"]], max_tokens=["lograndint", 4, 16], test_fraction=cfg.test_fraction,
                 description="capital cities, answer must contain the capital")

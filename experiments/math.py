@@ -63,4 +63,4 @@ def math_task(cfg) -> Task:
     """Grade-school word problems (authored); right when the final answer is numerically equivalent."""
     points = read_points(str(Path(__file__).parent / "data" / "math.jsonl"))
     return Task(name="math", points=points, eval_func=success_eval_func(math_match), prompts=PROMPTS,
-                test_fraction=cfg.test_fraction, description="grade-school math, final-answer equivalence")
+                max_tokens=["lograndint", 32, 256], test_fraction=cfg.test_fraction, description="grade-school math, final-answer equivalence")

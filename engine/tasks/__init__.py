@@ -25,6 +25,8 @@ class Task:
     eval_func: Callable
     prompts: list = field(default_factory=list)  # templates (str) to choose among
     stops: list | None = None  # stop lists to choose among
+    # how long an answer may be: a search domain in the config form (`search.max_tokens` overrides it)
+    max_tokens: Any = ("lograndint", 8, 64)
     metric: str = "success"
     mode: str = "max"
     description: str = ""
