@@ -5,7 +5,7 @@ import tempfile
 import time
 
 from engine.session import Session
-from engine.tuning import Tuner
+from engine.tuning import Tuner, TuneSpec
 
 from .common import fake_server_process, register_fake_model
 
@@ -22,9 +22,10 @@ def tune_once(base_url: str, concurrency: int, budget: float, num_samples: int) 
     with tempfile.TemporaryDirectory() as tmp:
         session = Session(cache_path=tmp)  # a fresh cache: both runs pay for everything they use
         model = register_fake_model(session.catalog, base_url)
-        tuner = Tuner(session.requester, 41, DATA, "success", "max", eval_func, optimization_budget=budget,
-                      num_samples=num_samples, concurrency=concurrency, progress=False,
-                      space={"model": model, "prompt": PROMPTS, "max_tokens": 16, "n": 1})
+        spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=budget, num_samples=num_samples,
+                        concurrency=concurrency, progress=False,
+                        space={"model": model, "prompt": PROMPTS, "max_tokens": 16, "n": 1})
+        tuner = Tuner(spec, session.requester, 41)
         start = time.perf_counter()
         best, _ = tuner.run()
         return {"wall_s": time.perf_counter() - start, "best": best, "paid": tuner.guard.paid,

@@ -11,7 +11,7 @@ from .promotion import load_config
 from .requests import prepare
 from .session import DEFAULT_CACHE_PATH, DEFAULT_SEED, default_session
 from .testing import evaluate_config
-from .tuning import Tuner
+from .tuning import Tuner, TuneSpec
 
 logger = logging.getLogger("engine")
 
@@ -92,10 +92,11 @@ class Completion:
         """Search inference settings for `data` under the budgets; returns (best_config, analysis)."""
         session = default_session()
         with _logging_level(logging_level):
-            tuner = Tuner(session.requester.for_run(), session.seed, data, metric, mode, eval_func,
-                          inference_budget=inference_budget, optimization_budget=optimization_budget,
-                          num_samples=num_samples, log_file_name=log_file_name, concurrency=concurrency,
-                          force_chat=cls._force_chat, progress=logging_level <= logging.WARNING, space=config)
+            spec = TuneSpec(data, metric, mode, eval_func, inference_budget=inference_budget,
+                            optimization_budget=optimization_budget, num_samples=num_samples,
+                            log_file_name=log_file_name, concurrency=concurrency, force_chat=cls._force_chat,
+                            progress=logging_level <= logging.WARNING, space=config)
+            tuner = Tuner(spec, session.requester.for_run(), session.seed)
             session.last_eval_func = eval_func
             return tuner.run()
 

@@ -144,29 +144,3 @@ def _reject_unknown_keys(node, schema, path: str) -> None:
         kind = hints[key]
         if dataclasses.is_dataclass(kind) and hasattr(node[key], "keys"):
             _reject_unknown_keys(node[key], kind, where + ".")
-
-
-DOMAINS = ("uniform", "loguniform", "quniform", "randint", "lograndint", "qrandint", "choice", "randn")
-
-
-def to_domain(value: Any, path: str):
-    """YAML -> FLAML. `[uniform, 0, 2]` (or `{uniform: [0, 2]}`) is a domain, another list a choice,
-    anything else a constant. The list form overrides cleanly: `search.max_tokens=[randint,4,12]`."""
-    from .space import tune
-
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str) and value[0] in DOMAINS:
-        value = {value[0]: list(value[1:])}
-    if isinstance(value, dict):
-        if len(value) != 1 or next(iter(value)) not in DOMAINS:
-            raise ConfigError(f"{path}: a search domain is one of {DOMAINS} with its arguments, e.g. "
-                              f"{{uniform: [0, 2]}}; got {value!r}")
-        name, args = next(iter(value.items()))
-        if name == "choice":
-            return tune.choice(list(args))
-        try:
-            return getattr(tune, name)(*(args if isinstance(args, (list, tuple)) else [args]))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: {name}{tuple(args)} is not a valid domain: {exc}") from None
-    if isinstance(value, (list, tuple)):
-        return tune.choice(list(value))
-    return value

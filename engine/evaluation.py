@@ -191,14 +191,15 @@ def _plain(v):
     return v.item() if hasattr(v, "item") and hasattr(v, "dtype") else v
 
 
+def score(eval_func: Callable, texts: list[str], point: Mapping, index: int) -> dict:
+    """`eval_func(texts, **point)`, which must return a dict of metrics."""
+    metrics = eval_func(texts, **point)
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"eval_func must return a dict of metrics, got {type(metrics).__name__} for point {index}")
+    return metrics
+
+
 def evaluate_points(run: EvalRun, data: Sequence[Mapping], indices: Sequence[int], eval_func: Callable) -> list[dict]:
     """Apply `eval_func(texts, **point)` to every answered point, in data order."""
-    results = []
-    for outcome, i in zip(run.outcomes, indices):  # outcomes stop where the budget did
-        if outcome is None:
-            continue
-        metrics = eval_func(extract_text(outcome.response), **data[i])
-        if not isinstance(metrics, dict):
-            raise ConfigError(f"eval_func must return a dict of metrics, got {type(metrics).__name__} for point {i}")
-        results.append(metrics)
-    return results
+    return [score(eval_func, extract_text(outcome.response), data[i], i)
+            for outcome, i in zip(run.outcomes, indices) if outcome is not None]  # outcomes stop at the budget

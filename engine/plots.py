@@ -23,9 +23,10 @@ def cost_vs_metric(trials, metric: str, mode: str, path: Path, title: str = "") 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = [t for t in trials if t.data_used and _finite(t.inference_cost) and _finite(t.metrics.get(metric))]
-    done = [(t.inference_cost, t.metrics[metric]) for t in measured if not t.pruned]
-    pruned = [(t.inference_cost, t.metrics[metric]) for t in measured if t.pruned]
+    measured = [t for t in trials if t.data_used and _finite(t.inference_cost_usd_per_instance)
+                and _finite(t.metrics.get(metric))]
+    done = [(t.inference_cost_usd_per_instance, t.metrics[metric]) for t in measured if not t.pruned]
+    pruned = [(t.inference_cost_usd_per_instance, t.metrics[metric]) for t in measured if t.pruned]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     if pruned:
         ax.scatter(*zip(*pruned), marker="x", color="0.65", label="pruned (partial data)")

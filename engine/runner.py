@@ -7,13 +7,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import RunConfig, to_domain
+from .config import RunConfig
 from .errors import ConfigError
 from .session import Session, default_session
 from .tasks import Task, load_task
 from .testing import evaluate_config
 from .public import public_view
-from .tuning import Tuner
+from .tuning import Tuner, TuneSpec
+from .tuning.space import to_domain
 
 
 @dataclass
@@ -133,18 +134,18 @@ def start_tracking(tracker, run: RunConfig, task: Task, space: dict, tune_data, 
 def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data, out: Path, tracker) -> Summary:
     session = session_for(run)
     out.mkdir(parents=True, exist_ok=True)
-    on_trial = (lambda number, trial: tracker.log_trial(number, trial, task.metric)) if tracker else None
-    tuner = Tuner(session.requester, run.cache.seed, tune_data, task.metric, task.mode, task.eval_func,
-                  inference_budget=run.budget.inference, optimization_budget=run.budget.optimization,
-                  num_samples=run.budget.num_samples, log_file_name=str(out / "trials.jsonl"),
-                  concurrency=run.parallel.concurrency, progress=run.progress, space=space, on_trial=on_trial)
+    spec = TuneSpec(tune_data, task.metric, task.mode, task.eval_func, inference_budget=run.budget.inference,
+                    optimization_budget=run.budget.optimization, num_samples=run.budget.num_samples,
+                    log_file_name=str(out / "trials.jsonl"), concurrency=run.parallel.concurrency,
+                    progress=run.progress, space=space)
+    tuner = Tuner(spec, session.requester, run.cache.seed, on_trial=tracker.log_trial if tracker else None)
     best, _ = tuner.run()
     save_config(best, out / "best_config.json")
     test_result = evaluate_config(session.requester, run.cache.seed, test_data, best, task.eval_func,
                                   concurrency=run.parallel.concurrency, progress=run.progress)
     summary = Summary(task=task.name, model=run.model.name, trials=len(tuner.trials),
                       pruned=sum(1 for t in tuner.trials if t.pruned), best_config=best, metric=task.metric,
-                      tune_metric=tuner.best.metrics.get(task.metric), test_metric=test_result.get(task.metric),
+                      tune_metric=tuner.best_metric, test_metric=test_result.get(task.metric),
                       test_result=test_result, paid=tuner.guard.paid + test_result.get("spent", 0.0),
                       tune_paid=tuner.guard.paid, budget=run.budget.optimization,
                       saved=tuner.guard.saved + test_result.get("saved", 0.0),

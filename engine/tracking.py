@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .public import public_view
-from .tuning import TrialOutcome
+from .records import TrialRecord
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
 
@@ -73,21 +73,21 @@ class Tracker:
             self._log_dataset(points, context, tags.get("task", "data"))
         return self.run_id
 
-    def log_trial(self, number: int, trial: TrialOutcome, metric: str) -> None:
+    def log_trial(self, trial: TrialRecord) -> None:
+        """A nested child run: the trial's config as params, its record's numbers as metrics."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-        child = self.client.create_run(self.experiment_id, run_name=f"trial-{number}",
+        record = trial.as_dict()
+        child = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}",
                                        tags={MLFLOW_PARENT_RUN_ID: self.run_id, "engine.kind": "trial",
                                              "pruned": trial.pruned or "no"})
-        values = {**trial.metrics, "cost": trial.charged, "spent": trial.spent,
-                  "inference_cost": trial.inference_cost, "prompt_tokens": trial.prompt_tokens,
-                  "completion_tokens": trial.completion_tokens, "latency_s": trial.wall_time,
-                  "cache_hits": trial.cache_hits, "requests": trial.requests, "pruned": float(bool(trial.pruned)),
-                  "data_used": trial.data_used, "n_used": trial.n_used}
-        self._log(child.info.run_id, params=public_view(trial.config), metrics=values)
+        values = {**record["metrics"], "pruned": float(bool(trial.pruned))}
+        values.update({k: v for k, v in record.items()
+                       if k not in ("config", "metrics", "pruned", "error", "trial", "started_at", "ended_at")})
+        self._log(child.info.run_id, params=record["config"], metrics=values)
         self.client.set_terminated(child.info.run_id, "FINISHED")
 
-    def finish(self, best_config: dict, metrics: dict, trials: list[TrialOutcome], metric: str, mode: str,
+    def finish(self, best_config: dict, metrics: dict, trials: list[TrialRecord], metric: str, mode: str,
                extra_artifacts: list[Path] = ()) -> None:
         from .plots import cost_vs_metric
 

@@ -4,7 +4,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from engine.config import register_configs, to_domain, to_run_config
+from engine.config import register_configs, to_run_config
+from engine.tuning.space import to_domain
 from engine.errors import ConfigError
 from engine.models import conf_dir
 from engine.runner import search_space
@@ -61,7 +62,7 @@ def test_invalid_values_fail_before_any_request_naming_the_key_path(override, wh
 
 
 def test_search_domains_are_declared_in_yaml():
-    from engine.space import Categorical, Float, Integer
+    from engine.tuning.space import Categorical, Float, Integer
     assert isinstance(to_domain({"uniform": [0, 2]}, "x"), Float)
     assert isinstance(to_domain(["uniform", 0, 2], "x"), Float)
     assert isinstance(to_domain({"lograndint": [8, 64]}, "x"), Integer)

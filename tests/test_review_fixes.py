@@ -11,7 +11,7 @@ from engine.evaluation import Evaluator, aggregate
 from engine.models import ModelSpec
 from engine.sandbox import run_python
 from engine.session import default_session
-from engine.space import build_space
+from engine.tuning import build_space
 from fake_openai import landscape_responder
 
 PRICE = {"prompt": 0.001, "completion": 0.002}

@@ -63,8 +63,8 @@ def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch):
     contexts = {i.tags[0].value: i.dataset for i in parent.inputs.dataset_inputs}
     assert set(contexts) == {"tune", "test"} and contexts["tune"].digest
     child = children[0]
-    assert {"cost", "prompt_tokens", "completion_tokens", "latency_s", "cache_hits", "pruned", "data_used",
-            "success"} <= set(child.data.metrics)
+    assert {"cost_usd", "paid_usd", "inference_cost_usd_per_instance", "prompt_tokens", "completion_tokens",
+            "wall_time_s", "cache_hits", "pruned", "data_used", "success"} <= set(child.data.metrics)
     assert child.data.params["model"] == "gpt-4o-mini" and "prompt" in child.data.params
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_config.json", "best_config.yaml", "cost_vs_metric.png", "trials.jsonl"} <= artifacts

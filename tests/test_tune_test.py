@@ -8,7 +8,7 @@ from flaml.tune import randint
 
 from engine import BudgetError, Completion, ConfigError, TemplateKeyError
 from engine.session import default_session
-from engine.tuning import Tuner
+from engine.tuning import Tuner, TuneSpec
 from fake_openai import landscape_responder
 
 PRICE = {"prompt": 0.001, "completion": 0.002}  # per 1K tokens, as registered by conftest
@@ -85,7 +85,8 @@ def test_tune_finds_a_config_that_test_and_create_accept(landscape, tmp_path):
     assert Completion.extract_text(r)
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert len(lines) == len(analysis.trials) - sum(t.last_result is None for t in analysis.trials)
-    assert {"config", "metrics", "cost", "tokens", "wall_time", "pruned"} <= set(lines[0])
+    assert {"trial", "config", "metrics", "cost_usd", "paid_usd", "inference_cost_usd_per_instance", "prompt_tokens",
+            "completion_tokens", "wall_time_s", "pruned"} <= set(lines[0])
 
 
 def test_budget_is_a_hard_cap_recomputed_server_side(landscape):
@@ -113,9 +114,9 @@ def test_rerun_of_a_tune_costs_nothing(landscape, tmp_path):
     first, _ = tune(**kwargs)
     sent = len(landscape.requests)
     session = default_session()
-    tuner = Tuner(session.requester, session.seed, DATA, "success", "max", eval_func, optimization_budget=0.01,
-                  num_samples=6, progress=False, space={"model": "fake-chat", "prompt": PROMPTS,
-                                                        "max_tokens": randint(4, 40)})
+    spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=0.01, num_samples=6, progress=False,
+                    space={"model": "fake-chat", "prompt": PROMPTS, "max_tokens": randint(4, 40)})
+    tuner = Tuner(spec, session.requester, session.seed)
     second, _ = tuner.run()
     assert len(landscape.requests) == sent and tuner.guard.paid == 0 and tuner.guard.saved > 0
     assert second == first
@@ -127,8 +128,10 @@ def test_rerun_of_a_tune_costs_nothing(landscape, tmp_path):
     (dict(data=[]), ConfigError, "data is empty"),
     (dict(prompt="{question} {missing}"), TemplateKeyError, "'missing' is missing in data point 0"),
     (dict(temperature=0.5, top_p=0.9), ConfigError, "not both"),
-    (dict(optimization_budget=0), BudgetError, "optimization_budget must be > 0"),
-    (dict(inference_budget=-1), BudgetError, "inference_budget must be > 0"),
+    (dict(optimization_budget=0), BudgetError, "optimization_budget must be a finite number of dollars > 0"),
+    (dict(optimization_budget=float("nan")), BudgetError, "optimization_budget must be a finite number"),
+    (dict(optimization_budget=float("inf")), BudgetError, "optimization_budget must be a finite number"),
+    (dict(inference_budget=-1), BudgetError, "inference_budget must be a finite number of dollars > 0"),
     (dict(optimization_budget=1e-9), BudgetError, "below the cheapest possible request"),
 ])
 def test_bad_input_fails_before_any_spend(fake_models, kwargs, error, match):
@@ -163,8 +166,9 @@ def test_a_tune_stopped_by_its_budget_replays_from_the_cache_for_free(landscape)
     session = default_session()
 
     def run():
-        tuner = Tuner(session.requester, session.seed, DATA, "success", "max", eval_func, optimization_budget=0.003,
-                      num_samples=-1, progress=False, concurrency=8, space=dict(space))
+        spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=0.003, num_samples=-1,
+                        progress=False, concurrency=8, space=dict(space))
+        tuner = Tuner(spec, session.requester, session.seed)
         best, _ = tuner.run()
         return tuner, best
 

@@ -20,7 +20,7 @@ with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing;
 _sample = importlib.import_module(tune.randint.__module__)
 Categorical, Domain, Float, Integer = _sample.Categorical, _sample.Domain, _sample.Float, _sample.Integer
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 DEFAULT_MODEL = "smollm2"
 
@@ -194,3 +194,27 @@ def _size(value) -> float:
     if isinstance(value, Float):
         return math.inf
     return 1
+
+
+DOMAINS = ("uniform", "loguniform", "quniform", "randint", "lograndint", "qrandint", "choice", "randn")
+
+
+def to_domain(value: Any, path: str):
+    """YAML -> FLAML. `[uniform, 0, 2]` (or `{uniform: [0, 2]}`) is a domain, another list a choice,
+    anything else a constant. The list form overrides cleanly: `search.max_tokens=[randint,4,12]`."""
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str) and value[0] in DOMAINS:
+        value = {value[0]: list(value[1:])}
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in DOMAINS:
+            raise ConfigError(f"{path}: a search domain is one of {DOMAINS} with its arguments, e.g. "
+                              f"{{uniform: [0, 2]}}; got {value!r}")
+        name, args = next(iter(value.items()))
+        if name == "choice":
+            return tune.choice(list(args))
+        try:
+            return getattr(tune, name)(*(args if isinstance(args, (list, tuple)) else [args]))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {name}{tuple(args)} is not a valid domain: {exc}") from None
+    if isinstance(value, (list, tuple)):
+        return tune.choice(list(value))
+    return value

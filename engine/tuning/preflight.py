@@ -1,0 +1,78 @@
+"""Before a tune spends anything: the size of the space, the worst-case cost of one trial over the data, how
+many such trials the optimization budget covers, and the checks that raise (a template key missing from a
+point, a budget below the cheapest request, a metric eval_func never returns)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..budget import worst_case_cost
+from ..errors import BudgetError, ConfigError
+from ..models import ModelCatalog
+from ..requests import prepare
+from .pruning import n_ladder
+from .space import SearchSpace
+from .spec import TuneSpec
+
+
+@dataclass(frozen=True)
+class Preflight:
+    space_size: float  # math.inf for a continuous space
+    worst_trial_cost: float  # dollars, over all the data at the largest n and max_tokens
+    trials_covered: float  # optimization budget / worst trial (math.inf without a budget)
+    cheapest_request: float
+
+    def line(self, spec: TuneSpec) -> str:
+        size = "continuous" if self.space_size == math.inf else f"{int(self.space_size)} configs"
+        budget = f"${spec.optimization_budget:g}" if spec.optimization_budget else "no optimization budget"
+        covers = "" if self.trials_covered == math.inf else f", which {budget} covers {self.trials_covered:.1f} times"
+        inference = f"${spec.inference_budget:g}/instance" if spec.inference_budget else "none"
+        return (f"preflight: search space {size}; {len(spec.data)} data points; worst-case trial "
+                f"${self.worst_trial_cost:.6f}{covers}; inference budget {inference}")
+
+
+def estimate(spec: TuneSpec, space: SearchSpace, catalog: ModelCatalog, seed) -> Preflight:
+    """Render every prompt for every point (a missing key raises, naming the point) and bound the costs."""
+    n_max = int(_bound(space, "n", 1)[1])
+    mt_min, mt_max = _bound(space, "max_tokens", None)
+    worst_trial, cheapest = 0.0, math.inf
+    for model in space.models:
+        spec_m = catalog.get(model)
+        chunks = 1 if spec_m.ignores_n else len(n_ladder(n_max))
+        for choice in range(len(space.prompts or space.messages)):
+            template = {"prompt": choice} if space.prompts is not None else {"messages": choice}
+            base = space.decode({**space.constants, "model": model, **template})
+            trial = 0.0
+            for i, point in enumerate(spec.data):
+                worst = prepare(dict(base, n=1, max_tokens=int(mt_max) if mt_max else None), point, catalog, seed,
+                                spec.force_chat, index=i)[0]
+                one = worst_case_cost(spec_m, worst.payload)
+                prompt_part = worst_case_cost(spec_m, dict(worst.payload, max_tokens=1)) - spec_m.completion_price
+                # a provider that ignores n pays the prompt per choice; one that honours it, per ladder step
+                trial += n_max * one if spec_m.ignores_n else chunks * prompt_part + n_max * (one - prompt_part)
+                low = dict(worst.payload, max_tokens=int(mt_min) if mt_min else None)
+                cheapest = min(cheapest, worst_case_cost(spec_m, low))
+            worst_trial = max(worst_trial, trial)
+    budget = spec.optimization_budget
+    if budget is not None and budget < cheapest:
+        raise BudgetError(f"optimization_budget ${budget:g} is below the cheapest possible request (worst case "
+                          f"${cheapest:.6f}): nothing could be evaluated")
+    covers = budget / worst_trial if budget and worst_trial else math.inf
+    return Preflight(space.size(), worst_trial, covers, cheapest)
+
+
+def _bound(space: SearchSpace, name: str, default):
+    try:
+        return space.bounds(name)
+    except KeyError:
+        return default, default
+
+
+def check_metric_named(spec: TuneSpec) -> None:
+    """Dry-run eval_func on an empty answer: a metric it never returns is an error now, not after spending."""
+    try:
+        probe = spec.eval_func([""], **spec.data[0])
+    except Exception:  # noqa: BLE001 - an eval_func may not cope with an empty answer; checked on real ones
+        return
+    if isinstance(probe, dict) and spec.metric not in probe:
+        raise ConfigError(f"metric {spec.metric!r} is not in eval_func's result (it returns {sorted(probe)})")

@@ -1,0 +1,64 @@
+"""What the user asked of a tune, checked before a cent is spent."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from ..errors import BudgetError, ConfigError
+
+
+def check_budget(name: str, value) -> None:
+    """A budget is None (no cap) or a finite number of dollars above zero."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BudgetError(f"{name} must be a finite number of dollars > 0, got {value!r}")
+
+
+@dataclass
+class TuneSpec:
+    """The seed API's `tune(...)` arguments, as one value.
+
+    `space` updates the default search space (the seed's `**config`); `initial_subset` is the first data
+    subset EcoOptiGen evaluates a config on (default: 8 points, or all of them when fewer).
+    """
+
+    data: Sequence[Mapping]
+    metric: str
+    mode: str
+    eval_func: Callable
+    inference_budget: float | None = None
+    optimization_budget: float | None = None
+    num_samples: int = 1
+    log_file_name: str | None = None
+    concurrency: int = 8
+    force_chat: bool = False
+    progress: bool = True
+    space: dict = field(default_factory=dict)
+    initial_subset: int | None = None
+
+    def __post_init__(self):
+        self.data = list(self.data)
+        if self.mode not in ("min", "max"):
+            raise ConfigError(f"mode must be 'min' or 'max', got {self.mode!r}")
+        if not self.data:
+            raise ConfigError("data is empty: tuning needs at least one data point")
+        if not callable(self.eval_func):
+            raise ConfigError("eval_func must be callable: eval_func(responses, **data_point) -> dict of metrics")
+        check_budget("inference_budget", self.inference_budget)
+        check_budget("optimization_budget", self.optimization_budget)
+        if not isinstance(self.num_samples, int) or self.num_samples == 0 or self.num_samples < -1:
+            raise ConfigError(f"num_samples must be a positive integer or -1, got {self.num_samples!r}")
+        if self.num_samples == -1 and self.optimization_budget is None:
+            raise ConfigError("num_samples=-1 needs an optimization_budget to end the search")
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError(f"concurrency must be a positive integer, got {self.concurrency!r}")
+        self.initial_subset = self.initial_subset or max(1, min(len(self.data), 8))
+
+    def worst(self) -> float:
+        """The metric value that loses to every other."""
+        return -math.inf if self.mode == "max" else math.inf
+
+    def better(self, value: float, than: float | None) -> bool:
+        return than is None or (value > than if self.mode == "max" else value < than)
