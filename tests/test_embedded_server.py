@@ -65,6 +65,16 @@ def test_a_server_that_dies_again_after_a_restart_is_said_at_once_in_words(runti
     server.release()
 
 
+def test_a_server_that_dies_while_starting_is_said_at_once(runtime):
+    """It dies 1.5 s in, while its starter still holds the start lock and waits for it to answer."""
+    dies = [sys.executable, "-c", "import os, signal, time; time.sleep(1.5); os.kill(os.getpid(), signal.SIGILL)"]
+    server = EmbeddedServer(name="dies-starting", command=lambda port: dies, ready_timeout=60)
+    start = time.monotonic()
+    with pytest.raises(EmbeddedServerError, match=r"exited while starting, by signal SIGILL \(Illegal instruction\)"):
+        server.base_url()
+    assert time.monotonic() - start < 15
+
+
 def test_a_killed_server_is_restarted_transparently(runtime):
     server = EmbeddedServer(name="killed", command=standin())
     requester = requester_for(server)

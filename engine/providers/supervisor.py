@@ -40,11 +40,16 @@ def describe_exit(returncode: int) -> str:
 
 def nobody_uses(start_lock: Path, users_lock: Path) -> bool:
     """True when no process holds the users' lock. Checked under the start lock: a process joins by taking
-    the users' lock first and the start lock second, so it is either seen here or finds no server after."""
+    the users' lock first and the start lock second, so it is either seen here or finds no server after.
+    Never waits: a start lock held by another process means someone is starting or joining (in use), and
+    this loop must stay free to notice the server's death while its starter waits for it to answer."""
     start = os.open(start_lock, os.O_RDWR | os.O_CREAT, 0o600)
     users = os.open(users_lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(start, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(start, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
         try:
             fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
