@@ -9,16 +9,14 @@ import orjson
 
 from engine import Completion
 from engine.keys import request_digest
-from engine.session import default_session
+from engine.session import Session
 
 from .common import FakeOpenAI, fake_server_process, interleaved_us, per_call_us, register_fake_model
 
 
 def cache_hit_latency(calls: int = 20000) -> dict:
-    with FakeOpenAI() as server, tempfile.TemporaryDirectory() as tmp:
-        session = default_session()
+    with FakeOpenAI() as server, tempfile.TemporaryDirectory() as tmp, Session(cache_path=tmp) as session:
         model = register_fake_model(session.catalog, server.base_url)
-        Completion.set_cache(41, tmp)
         config = dict(model=model, prompt="What is {a} + {b}?", max_tokens=16, temperature=0.7, stop=["\n"])
         context = {"a": 3, "b": 4}
         Completion.create(context=context, **config)  # the one miss
@@ -41,16 +39,13 @@ def cache_hit_latency(calls: int = 20000) -> dict:
 
         raw_us = per_call_us(raw_get, calls)
         minimal_us = per_call_us(minimal, calls)
-        Completion.set_cache()
         return {"create_hit_us": hit_us, "raw_lmdb_get_us": raw_us, "digest_get_decode_us": minimal_us,
                 "requests_sent": len(server.requests)}
 
 
 def overhead_over_raw_openai(calls: int = 300) -> dict:
-    with fake_server_process() as base_url, tempfile.TemporaryDirectory() as tmp:
-        session = default_session()
+    with fake_server_process() as base_url, tempfile.TemporaryDirectory() as tmp, Session(cache_path=tmp) as session:
         model = register_fake_model(session.catalog, base_url)
-        Completion.set_cache(41, tmp)
         client = openai.OpenAI(base_url=base_url, api_key="no-key", max_retries=0)
         params = dict(max_tokens=16, temperature=0.7)
 
@@ -64,7 +59,6 @@ def overhead_over_raw_openai(calls: int = 300) -> dict:
         raw(), engine()  # warm both connection pools
         raw_us, engine_us = interleaved_us(raw, engine, calls)
         raw_cpu, engine_cpu = interleaved_us(raw, engine, calls // 2, batch=50, clock=time.process_time)
-        Completion.set_cache()
         return {"raw_openai_us": raw_us, "engine_no_cache_us": engine_us,
                 "overhead_pct": (engine_us / raw_us - 1) * 100,
                 "raw_cpu_us": raw_cpu, "engine_cpu_us": engine_cpu}

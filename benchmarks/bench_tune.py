@@ -19,8 +19,7 @@ def eval_func(responses, **point):
 
 
 def tune_once(base_url: str, concurrency: int, budget: float, num_samples: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        session = Session(cache_path=tmp)  # a fresh cache: both runs pay for everything they use
+    with tempfile.TemporaryDirectory() as tmp, Session(cache_path=tmp) as session:  # a fresh cache per run
         model = register_fake_model(session.catalog, base_url)
         spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=budget, num_samples=num_samples,
                         concurrency=concurrency, progress=False,

@@ -13,8 +13,11 @@ import threading
 
 
 class LoopThread:
+    """An event loop running in a daemon thread, started on first use (and again in a forked child)."""
+
     def __init__(self):
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -23,9 +26,25 @@ class LoopThread:
             with self._lock:
                 if self._loop is None or self._pid != os.getpid():
                     loop = asyncio.new_event_loop()
-                    threading.Thread(target=loop.run_forever, name="engine-aio", daemon=True).start()
+                    self._thread = threading.Thread(target=loop.run_forever, name="engine-aio", daemon=True)
+                    self._thread.start()
                     self._loop, self._pid = loop, os.getpid()
         return self._loop
+
+    def close(self, cleanup=None) -> None:
+        """Run `cleanup()` (a coroutine function) on the loop, then stop the loop and its thread."""
+        with self._lock:
+            loop, thread, self._loop = self._loop, self._thread, None
+        if loop is None or self._pid != os.getpid():
+            return
+        if cleanup is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(cleanup(), loop).result(timeout=10)
+            except Exception:  # noqa: BLE001 - closing connections is best effort
+                pass
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
     def submit(self, coro) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coro, self._ensure())

@@ -1,19 +1,25 @@
-"""The documented seed API (`Completion`, `ChatCompletion`): a thin facade over the engine's modules."""
+"""The documented seed API (`Completion`, `ChatCompletion`): a thin facade over the engine's modules.
+
+Every classmethod acts on the current session (`engine.session.current_session`): the innermost
+`with Session(...)` of the caller's context, else the process's default.
+"""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .evaluation import extract_text
 from .keys import get_key
 from .promotion import load_config
-from .requests import prepare
-from .session import DEFAULT_CACHE_PATH, DEFAULT_SEED, default_session
+from .session import DEFAULT_CACHE_PATH, DEFAULT_SEED, current_session
 from .testing import evaluate_config
 from .tuning import Tuner, TuneSpec
 
 logger = logging.getLogger("engine")
+# The seed API's test() falls back to the eval_func of the last tune() in the same context.
+_last_eval_func: contextvars.ContextVar[Callable | None] = contextvars.ContextVar("engine_eval_func", default=None)
 
 
 @contextlib.contextmanager
@@ -45,21 +51,19 @@ class Completion:
     @classmethod
     def set_cache(cls, seed: int = DEFAULT_SEED, cache_path: str = DEFAULT_CACHE_PATH) -> None:
         """Responses are cached under `{cache_path}/{seed}`; different seeds, different caches."""
-        default_session().set_cache(seed, cache_path)
+        current_session().set_cache(seed, cache_path)
 
     @classmethod
     def create(cls, context: Optional[Dict] = None, use_cache: Optional[bool] = True, **config) -> dict:
         """Make a completion for a context: templates in `prompt`/`messages` are filled from `context`."""
-        session = default_session()
         if "config" in config:  # a registered config, e.g. config="models:/NAME@production"
             config = _registered(config)
-        requests = prepare(config, context, session.catalog, session.seed, cls._force_chat)
-        return session.requester.run(requests, use_cache).response
+        return current_session().create(config, context, use_cache, cls._force_chat).response
 
     @classmethod
     def cost(cls, model: str, response: dict) -> float:
         """Dollars for a response, from its reported usage and the price table in conf/model/."""
-        return default_session().catalog.cost(model, response.get("usage"))
+        return current_session().catalog.cost(model, response.get("usage"))
 
     @classmethod
     def extract_text(cls, response: dict) -> List[str]:
@@ -74,10 +78,10 @@ class Completion:
         Returns None when neither this call nor an earlier `tune` gave an eval_func. Requests for
         different points run concurrently (`concurrency`); results equal a sequential run's.
         """
-        session = default_session()
+        session = current_session()
         if isinstance(config, str):
             config = load_config(config)
-        eval_func = eval_func or session.last_eval_func
+        eval_func = eval_func or _last_eval_func.get()
         if eval_func is None:
             logger.warning("test() needs an eval_func, or a tune() before it that had one")
             return None
@@ -90,14 +94,14 @@ class Completion:
     def tune(cls, data, metric, mode, eval_func, log_file_name=None, inference_budget=None,
              optimization_budget=None, num_samples=1, logging_level=logging.WARNING, concurrency=8, **config):
         """Search inference settings for `data` under the budgets; returns (best_config, analysis)."""
-        session = default_session()
+        session = current_session()
         with _logging_level(logging_level):
             spec = TuneSpec(data, metric, mode, eval_func, inference_budget=inference_budget,
                             optimization_budget=optimization_budget, num_samples=num_samples,
                             log_file_name=log_file_name, concurrency=concurrency, force_chat=cls._force_chat,
                             progress=logging_level <= logging.WARNING, space=config)
             tuner = Tuner(spec, session.requester.for_run(), session.seed)
-            session.last_eval_func = eval_func
+            _last_eval_func.set(eval_func)
             return tuner.run()
 
 
@@ -105,5 +109,3 @@ class ChatCompletion(Completion):
     """A class for OpenAI API ChatCompletion: always the chat endpoint."""
 
     _force_chat = True
-
-

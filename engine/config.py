@@ -70,6 +70,17 @@ class CacheConfig:
 
 
 @dataclass
+class RequestsConfig:
+    """How each request is sent (the seed library's request_timeout, max_retry_period, retry_wait_time)."""
+
+    timeout: float = 60.0  # seconds one attempt may take
+    max_retry_period: float = 120.0  # seconds of retrying one request in total (429, 5xx, timeouts)
+    retry_wait_time: float = 0.5  # the first wait; it doubles per attempt, with jitter, up to max_wait
+    max_wait: float = 20.0
+    jitter: float = 0.5
+
+
+@dataclass
 class TrackingConfig:
     enabled: bool = True
     uri: str = "sqlite:///mlflow.db"
@@ -92,6 +103,7 @@ class RunConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    requests: RequestsConfig = field(default_factory=RequestsConfig)
     config: Optional[str] = None  # engine.test: a saved best config (JSON) to evaluate
     progress: bool = True
 

@@ -37,6 +37,7 @@ class ModelSpec:
     api_key_env: str | None = None
     deployment: str | None = None  # the name the server knows the model by (Azure deployment); default: name
     ignores_n: bool = False  # the provider returns one choice whatever `n` says: fan out
+    threads: int | None = None  # embedded models: CPU threads of the server (default: all cores)
     # Upper bound on the tokens a request adds beyond its text (chat template, injected system prompt),
     # used only for worst-case budget reservations; 8 more are counted per message.
     prompt_overhead_tokens: int = 32
@@ -78,6 +79,17 @@ class ModelCatalog:
             for path in sorted(self.folder.glob("*.yaml")):
                 data = yaml.safe_load(path.read_text()) or {}
                 self.add(ModelSpec.from_dict(data))
+
+    def copy(self) -> "ModelCatalog":
+        copy = ModelCatalog.__new__(ModelCatalog)
+        copy.folder, copy._specs = self.folder, dict(self._specs)
+        return copy
+
+    def with_model(self, spec: ModelSpec | dict) -> "ModelCatalog":
+        """A copy with `spec` added (or replacing the entry of its name); this catalog is unchanged."""
+        copy = self.copy()
+        copy.add(spec)
+        return copy
 
     def add(self, spec: ModelSpec | dict) -> ModelSpec:
         if isinstance(spec, dict):

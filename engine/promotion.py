@@ -8,13 +8,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from .config import TrackingConfig
 from .errors import ConfigError
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The store to use: the one given, else MLFLOW_TRACKING_URI, else the local default."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or TrackingConfig.uri
 
 
 def _client(uri: str | None):
@@ -37,8 +37,11 @@ def last_tune_run(uri: str | None = None) -> str:
 
 def promote(run_id: str | None = None, name: str | None = None, alias: str = "production",
             uri: str | None = None):
-    """Register the run's best config as a new model version and point `alias` at it."""
-    import mlflow
+    """Register the run's best config as a new model version and point `alias` at it.
+
+    Everything goes through an MlflowClient on `uri`: MLflow's process-wide tracking URI is left alone."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
 
     from .serving import pip_requirements
 
@@ -48,13 +51,16 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     name = name or run.data.tags.get("registered_model") or f"{run.data.tags.get('task', 'engine')}-model"
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(client.download_artifacts(run_id, "best_config.json", tmp))
-        mlflow.set_tracking_uri(tracking_uri(uri))
-        mlflow.set_registry_uri(tracking_uri(uri))
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-                                           artifacts={"config": str(config_path)},
-                                           pip_requirements=pip_requirements())
-    version = mlflow.register_model(info.model_uri, name)
+        model_dir = Path(tmp) / "model"
+        mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                                 artifacts={"config": str(config_path)}, pip_requirements=pip_requirements())
+        client.log_artifacts(run_id, str(model_dir), "model")
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run_id)
     client.set_registered_model_alias(name, alias, version.version)
     metrics = run.data.metrics
     tags = {"source_run": run_id, "task": run.data.tags.get("task", ""), "alias_at_promotion": alias,
@@ -67,14 +73,25 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     return version
 
 
+def _artifact_source(client, uri: str) -> str:
+    """models:/NAME@ALIAS or models:/NAME/VERSION -> where that version's files are; runs:/ as given."""
+    if not uri.startswith("models:/"):
+        return uri
+    ref = uri.removeprefix("models:/").strip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_by_alias(name, alias).source
+    name, _, number = ref.partition("/")
+    return client.get_model_version(name, number).source
+
+
 @functools.lru_cache(maxsize=64)
 def _load(uri: str, tracking: str) -> str:
-    import mlflow
+    import mlflow.artifacts
 
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(tracking)
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+        source = _artifact_source(_client(tracking), uri)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing model or alias
         raise ConfigError(f"cannot load {uri} from {tracking}: {exc}") from None
     files = list(Path(local).rglob("best_config.json")) or list(Path(local).rglob("*.json"))

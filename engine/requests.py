@@ -160,34 +160,25 @@ class Requester:
         return self.catalog.cost(model, response.get("usage"))
 
     def run(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
-        """Cache hit, or the first endpoint that answers (config_list order).
+        """The sync API: a response the cache holds in full is returned here, without leaving the thread
+        (the ~20 us path); anything else runs `arun` on the loop thread. Ctrl-C waits for the request in
+        flight so that what it pays for is cached (a second Ctrl-C abandons it)."""
+        if use_cache:
+            first = requests[0]
+            cache = self.caches.for_seed(first.seed)
+            hits = [cache.get(key) for _, key in first.parts]
+            if all(hit is not None for hit in hits):
+                return Outcome(fanout.merge_responses(hits), 0.0, len(hits), first)
+        return self.providers.loop.run(self.arun(requests, use_cache), on_interrupt=lambda: None)
+
+    async def arun(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
+        """Cache hit, or the first endpoint that answers (config_list order). The parts of one request that
+        the cache lacks are sent concurrently, and a request identical to one already in flight waits for
+        that answer instead of paying again.
 
         `Outcome.spent` counts every dollar paid, including choices paid on an endpoint that then failed
         (they are cached too); if all endpoints fail, the error carries that amount as `.spent`.
         """
-        errors, wasted = [], 0.0
-        for request in requests:
-            cache = self.caches.for_seed(request.seed) if use_cache else None
-            responses, spent, hits = [], 0.0, 0
-            try:
-                for payload, key in request.parts:
-                    response = cache.get(key) if cache is not None else None
-                    if response is not None:
-                        hits += 1
-                    else:
-                        response = self.providers.complete(request, payload)
-                        spent += self._keep(cache, key, request, response)
-                    responses.append(response)
-            except ProviderError as exc:
-                errors.append(exc)
-                wasted += spent
-                continue
-            return Outcome(fanout.merge_responses(responses), spent + wasted, hits, request)
-        raise _all_failed(errors, wasted)
-
-    async def arun(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
-        """`run` for asyncio. The parts of one request that the cache lacks are sent concurrently, and a
-        request identical to one already in flight waits for that answer instead of paying again."""
         errors, wasted = [], 0.0
         for request in requests:
             cache = self.caches.for_seed(request.seed) if use_cache else None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import ConfigError
-from .session import Session, default_session
+from .session import Session
 from .tasks import Task, load_task
 from .testing import evaluate_config
 from .public import public_view
@@ -82,16 +82,16 @@ def search_space(run: RunConfig, task: Task) -> dict:
     return space
 
 
-def session_for(run: RunConfig) -> Session:
-    """A session of this run's own (its cache, the composed model in its catalog) that shares the process's
-    clients, event loop and embedded server, so a multirun does not start them again per job."""
-    session = Session(seed=run.cache.seed, cache_path=run.cache.path, providers=default_session().providers)
-    session.catalog.add(run.model)
-    return session
+def session_for(run: RunConfig, base: Session) -> Session:
+    """A session of this run's own (its cache and seed, its request settings, the composed model in its
+    catalog) on `base`'s clients, event loop and embedded server, so a multirun does not start them per job."""
+    return base.derive(seed=run.cache.seed, cache_path=run.cache.path, catalog=base.catalog.with_model(run.model),
+                       requests=run.requests)
 
 
-def run_experiment(run: RunConfig, output_dir: str, sweep: str | None = None) -> Summary:
-    """Tune, test and record one experiment; an MLflow run ends FAILED/KILLED if this does not finish."""
+def run_experiment(run: RunConfig, output_dir: str, session: Session, sweep: str | None = None) -> Summary:
+    """Tune, test and record one experiment on a session derived from `session`; an MLflow run ends
+    FAILED/KILLED if this does not finish."""
     task = load_task(run.task)
     tune_data = task.split("tune", run.task.tune_size)
     test_data = task.split("test", run.task.test_size)
@@ -100,7 +100,8 @@ def run_experiment(run: RunConfig, output_dir: str, sweep: str | None = None) ->
     try:
         if tracker:
             start_tracking(tracker, run, task, space, tune_data, test_data, sweep)
-        summary = _tune_and_test(run, task, space, tune_data, test_data, Path(output_dir), tracker)
+        summary = _tune_and_test(run, task, space, tune_data, test_data, Path(output_dir), tracker,
+                                 session_for(run, session))
     except KeyboardInterrupt:
         if tracker:
             tracker.end("KILLED")
@@ -131,8 +132,8 @@ def start_tracking(tracker, run: RunConfig, task: Task, space: dict, tune_data, 
     tracker.start(params, tags, {"tune": tune_data, "test": test_data}, name=f"{task.name}-{run.model.name}")
 
 
-def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data, out: Path, tracker) -> Summary:
-    session = session_for(run)
+def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data, out: Path, tracker,
+                   session: Session) -> Summary:
     out.mkdir(parents=True, exist_ok=True)
     spec = TuneSpec(tune_data, task.metric, task.mode, task.eval_func, inference_budget=run.budget.inference,
                     optimization_budget=run.budget.optimization, num_samples=run.budget.num_samples,

@@ -1,5 +1,6 @@
 """The registered artifact: an `mlflow.pyfunc` model whose `predict` fills the best config's templates
-with each row of a DataFrame and returns the completions, through the engine (cache included)."""
+with each row of a DataFrame and returns the completions, made by an engine session of its own (its cache
+included) in the serving process."""
 from __future__ import annotations
 
 import json
@@ -7,20 +8,22 @@ from importlib.metadata import PackageNotFoundError, version
 
 import mlflow.pyfunc
 
+from .evaluation import extract_text
+from .session import Session
+
 
 class ConfigModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         with open(context.artifacts["config"]) as f:
             self.config = json.load(f)
+        self.session = Session()
 
     def predict(self, context, model_input, params=None):
         import pandas as pd
 
-        from .completion import ChatCompletion, Completion
-
         rows = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
-        api = ChatCompletion if "messages" in self.config else Completion
-        texts = [api.extract_text(api.create(context=row, **self.config)) for row in rows]
+        chat = "messages" in self.config
+        texts = [extract_text(self.session.create(self.config, row, force_chat=chat).response) for row in rows]
         return pd.DataFrame({"completion": [t[0] if t else "" for t in texts], "choices": texts})
 
 

@@ -10,6 +10,7 @@ from .cli import friendly_errors, quiet_libraries
 from .config import register_configs, to_run_config
 from .errors import ConfigError
 from .runner import load_saved_config, session_for
+from .session import current_session
 from .tasks import load_task
 from .testing import evaluate_config
 
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> float | None:
             raise ConfigError("config: give the saved config to test, e.g. config=outputs/.../best_config.json")
         config = load_saved_config(run.config)
         task = load_task(run.task)
-        session = session_for(run)
+        session = session_for(run, current_session())
         result = evaluate_config(session.requester, run.cache.seed, task.split("test", run.task.test_size), config,
                                  task.eval_func, concurrency=run.parallel.concurrency, progress=run.progress)
     print(json.dumps({"task": task.name, "config": config, **result}, indent=2, default=str))

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from .cli import friendly_errors, quiet_libraries
 from .config import register_configs, to_run_config
 from .runner import run_experiment
+from .session import current_session
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -20,7 +21,7 @@ def main(cfg: DictConfig) -> float | None:
     with friendly_errors():
         hydra_cfg = HydraConfig.get()
         sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None  # shared tag for the UI
-        summary = run_experiment(to_run_config(cfg), hydra_cfg.runtime.output_dir, sweep)
+        summary = run_experiment(to_run_config(cfg), hydra_cfg.runtime.output_dir, current_session(), sweep)
     print("\n" + summary.table())
     return summary.test_metric
 

@@ -1,8 +1,64 @@
-import pytest
+"""Shared fixtures and helpers: sessions scoped to a test, the loopback fake server and its models, the Hydra
+compose helper, the eval_func most tests grade with, free ports."""
+import socket
 
-from engine import Completion
-from engine.session import default_session
+import pytest
+from hydra import compose, initialize_config_dir
+
+from engine.config import register_configs
+from engine.models import conf_dir
+from engine.session import Session
 from fake_openai import FakeOpenAI
+
+PRICE = {"prompt": 0.001, "completion": 0.002}  # USD per 1K tokens of the fake models
+
+
+def eval_func(responses, **point):
+    """Right when an answer starts with the expected number (the fake server answers sums first)."""
+    ok = [r.split()[:1] == [str(point["answer"])] for r in responses]
+    return {"success": any(ok), "success_rate": sum(ok) / len(ok)}
+
+
+def composed(*overrides):
+    """The run config Hydra composes from conf/ with these overrides (not yet validated)."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def register_fake_models(catalog, base_url: str) -> None:
+    """Catalog entries on the fake server: chat, text completion, and a chat model that ignores n."""
+    for name, chat, ignores_n in (("fake-chat", True, False), ("fake-text", False, False),
+                                  ("fake-ignores-n", True, True)):
+        catalog.add({"name": name, "provider": "compatible", "chat": chat, "base_url": base_url,
+                     "price_per_1k": PRICE, "ignores_n": ignores_n})
+
+
+@pytest.fixture(scope="session")
+def process_session():
+    """Clients, loop and embedded server shared by the whole run (a test's own session derives from it)."""
+    session = Session()
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def session(process_session, tmp_path):
+    """The current session for one test: its own cache under tmp_path and its own copy of the catalog."""
+    with process_session.derive(seed=41, cache_path=str(tmp_path / "cache"),
+                                catalog=process_session.catalog.copy()) as scoped:
+        yield scoped
+
+
+@pytest.fixture
+def cache_dir(session, tmp_path):
+    return tmp_path / "cache"
 
 
 @pytest.fixture
@@ -12,21 +68,7 @@ def fake():
 
 
 @pytest.fixture
-def cache_dir(tmp_path):
-    """A fresh cache root for the test; restores the default afterwards."""
-    Completion.set_cache(41, str(tmp_path / "cache"))
-    yield tmp_path / "cache"
-    Completion.set_cache()
-
-
-@pytest.fixture
-def fake_models(fake, cache_dir):
-    """Register catalog entries that point at the fake server (chat, text, and one that ignores n)."""
-    catalog = default_session().catalog
-    price = {"prompt": 0.001, "completion": 0.002}
-    for name, chat, ignores_n in (("fake-chat", True, False), ("fake-text", False, False),
-                                  ("fake-ignores-n", True, True)):
-        catalog.add({"name": name, "provider": "compatible", "chat": chat, "base_url": fake.base_url,
-                     "price_per_1k": price, "ignores_n": ignores_n})
+def fake_models(fake, session):
+    register_fake_models(session.catalog, fake.base_url)
     fake.ignore_n = False
     return fake

@@ -3,7 +3,6 @@ import pytest
 
 from engine import AuthenticationError, ChatCompletion, Completion, ConfigError, ProviderError, TemplateKeyError
 from engine.errors import UnknownModelError
-from engine.session import default_session
 
 FAST_RETRY = {"max_retry_period": 10}
 
@@ -202,10 +201,10 @@ def test_fanned_out_choices_are_cached_one_by_one_and_reused(fake_models):
     assert len(fake_models.requests) == 5 and five["choices"][:3] == three["choices"]
 
 
-def test_azure_deployments_are_reached_through_the_azure_client(fake, cache_dir, monkeypatch):
+def test_azure_deployments_are_reached_through_the_azure_client(fake, session, monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-0000")
     root = fake.base_url.removesuffix("/v1")
-    default_session().catalog.add({"name": "azure-test", "provider": "azure", "base_url": root,
+    session.catalog.add({"name": "azure-test", "provider": "azure", "base_url": root,
                                    "api_version": "2024-10-21", "deployment": "my-deployment",
                                    "price_per_1k": {"prompt": 0.001, "completion": 0.002}})
     r = Completion.create(model="azure-test", prompt="What is 20 + 22?")

@@ -7,7 +7,6 @@ import urllib.request
 import pytest
 
 from engine import Completion
-from engine.session import default_session
 
 pytestmark = pytest.mark.embedded
 
@@ -29,10 +28,9 @@ def test_smollm2_n_is_fanned_out_into_distinct_samples(cache_dir):
     assert len(set(Completion.extract_text(r))) >= 2
 
 
-def test_one_server_is_shared_by_the_processes_of_the_machine():
-    server = default_session().providers.embedded
-    first = server.base_url()
-    code = "from engine.session import default_session; print(default_session().providers.embedded.base_url())"
+def test_one_server_is_shared_by_the_processes_of_the_machine(session):
+    first = session.embedded_server().base_url()
+    code = "from engine.session import Session; print(Session().embedded_server().base_url())"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert other.stdout.strip() == first  # another process joins it too ...
     with urllib.request.urlopen(first + "/models", timeout=5) as r:  # ... and leaving does not stop it
@@ -40,8 +38,7 @@ def test_one_server_is_shared_by_the_processes_of_the_machine():
 
 
 def test_the_last_process_to_leave_stops_the_server(tmp_path):
-    code = ("from engine.session import default_session; "
-            "url = default_session().providers.embedded.base_url(); print(url, flush=True)")
+    code = "from engine.session import Session; print(Session().embedded_server().base_url(), flush=True)"
     env = {**os.environ, "ENGINE_RUNTIME_DIR": str(tmp_path)}  # a machine of its own: no server to join
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
     url = out.stdout.strip()

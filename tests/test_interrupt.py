@@ -11,18 +11,18 @@ from fake_openai import FakeOpenAI, landscape_responder
 SCRIPT = textwrap.dedent("""
     import logging, sys
     from engine import Completion
-    from engine.session import default_session
+    from engine.session import Session
     base_url, cache = sys.argv[1], sys.argv[2]
-    default_session().catalog.add({"name": "fake-chat", "provider": "compatible", "base_url": base_url,
-                                   "price_per_1k": {"prompt": 0.001, "completion": 0.002}})
-    Completion.set_cache(41, cache)
     data = [{"question": f"What is {a} + {b}?", "answer": a + b} for a in range(6) for b in range(4)]
     def eval_func(responses, **p):
         return {"success": any(r.split()[:1] == [str(p["answer"])] for r in responses)}
-    print("starting", flush=True)
-    Completion.tune(data, "success", "max", eval_func, optimization_budget=0.05, num_samples=4, concurrency=4,
-                    model="fake-chat", prompt=["{question}", "Think step by step. {question}"], max_tokens=12,
-                    logging_level=logging.ERROR)
+    with Session(seed=41, cache_path=cache) as session:
+        session.catalog.add({"name": "fake-chat", "provider": "compatible", "base_url": base_url,
+                             "price_per_1k": {"prompt": 0.001, "completion": 0.002}})
+        print("starting", flush=True)
+        Completion.tune(data, "success", "max", eval_func, optimization_budget=0.05, num_samples=4,
+                        concurrency=4, model="fake-chat", prompt=["{question}", "Think step by step. {question}"],
+                        max_tokens=12, logging_level=logging.ERROR)
     print("finished", flush=True)
 """)
 

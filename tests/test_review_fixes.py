@@ -10,7 +10,6 @@ from engine.budget import BudgetGuard, worst_case_cost
 from engine.evaluation import Evaluator, aggregate
 from engine.models import ModelSpec
 from engine.sandbox import run_python
-from engine.session import default_session
 from engine.tuning import build_space
 from fake_openai import landscape_responder
 
@@ -22,9 +21,8 @@ def eval_func(responses, **point):
     return {"success": any(r.split()[:1] == [str(point["answer"])] for r in responses)}
 
 
-def test_a_fan_out_that_falls_back_is_paid_and_counted_in_full(fake_models):
+def test_a_fan_out_that_falls_back_is_paid_and_counted_in_full(fake_models, session):
     fake_models.fail_next({"status": 400})  # one of the 4 fanned-out choices fails: fall back to fake-chat
-    session = default_session()
     guard = BudgetGuard(1.0)
     evaluator = Evaluator(session.requester, 41, concurrency=1, budget=guard, progress=False)
     config = {"model": "fake-ignores-n", "prompt": "{question}", "n": 4, "max_tokens": 5,
@@ -36,10 +34,10 @@ def test_a_fan_out_that_falls_back_is_paid_and_counted_in_full(fake_models):
     assert guard.reserved == pytest.approx(0)
 
 
-def test_a_failed_point_stops_the_others_and_settles_the_budget(fake_models):
+def test_a_failed_point_stops_the_others_and_settles_the_budget(fake_models, session):
     fake_models.fail_next({"status": 400})
     guard = BudgetGuard(1.0)
-    evaluator = Evaluator(default_session().requester, 41, concurrency=2, budget=guard, progress=False)
+    evaluator = Evaluator(session.requester, 41, concurrency=2, budget=guard, progress=False)
     with pytest.raises(ProviderError, match="HTTP 400"):
         evaluator.run({"model": "fake-chat", "prompt": "{question}", "max_tokens": 4}, DATA[:6])
     sent = len(fake_models.requests)

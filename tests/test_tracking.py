@@ -42,10 +42,11 @@ def run_config(store, fake_url, *overrides):
     return to_run_config(cfg)
 
 
-def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch):
+def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch, session):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with FakeOpenAI() as fake:
-        summary = run_experiment(run_config(store, fake.base_url), str(store["dir"] / "out"), sweep="sweep-1")
+        summary = run_experiment(run_config(store, fake.base_url), str(store["dir"] / "out"), session,
+                                 sweep="sweep-1")
     client = store["client"]
     experiment = client.get_experiment_by_name("arithmetic")
     runs = client.search_runs([experiment.experiment_id])
@@ -75,7 +76,7 @@ def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch):
 
 
 @pytest.mark.parametrize("error, status", [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
-def test_a_crashed_or_interrupted_tune_does_not_stay_running(store, monkeypatch, error, status):
+def test_a_crashed_or_interrupted_tune_does_not_stay_running(store, monkeypatch, session, error, status):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     calls = []
 
@@ -91,7 +92,7 @@ def test_a_crashed_or_interrupted_tune_does_not_stay_running(store, monkeypatch,
                                                                    for i in range(12)], eval_func=flaky,
                                               prompts=["{question}"]))
     with FakeOpenAI() as fake, pytest.raises(error):
-        run_experiment(run_config(store, fake.base_url, f"task.name={name}"), str(store["dir"] / "out"))
+        run_experiment(run_config(store, fake.base_url, f"task.name={name}"), str(store["dir"] / "out"), session)
     experiment = store["client"].get_experiment_by_name(name)
     parent = [r for r in store["client"].search_runs([experiment.experiment_id])
               if r.data.tags.get("engine.kind") == "tune"][0]

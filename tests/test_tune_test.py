@@ -7,19 +7,14 @@ import pytest
 from flaml.tune import randint
 
 from engine import BudgetError, Completion, ConfigError, TemplateKeyError
-from engine.session import default_session
+from conftest import PRICE, eval_func
+from engine.completion import _last_eval_func
 from engine.tuning import Tuner, TuneSpec
 from fake_openai import landscape_responder
 
-PRICE = {"prompt": 0.001, "completion": 0.002}  # per 1K tokens, as registered by conftest
 DATA = [{"question": f"What is {a} + {b}?", "answer": a + b} for a, b in
         [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (2, 2), (4, 5), (6, 1), (8, 3)]]
 PROMPTS = ["{question}", "Think step by step. {question}"]
-
-
-def eval_func(responses, **point):
-    ok = [r.split()[:1] == [str(point["answer"])] for r in responses]
-    return {"success": any(ok), "success_rate": sum(ok) / len(ok)}
 
 
 @pytest.fixture
@@ -63,7 +58,7 @@ def test_concurrent_test_equals_sequential(landscape, tmp_path):
 
 
 def test_test_without_any_eval_func_returns_none(fake_models):
-    default_session().last_eval_func = None
+    _last_eval_func.set(None)  # no tune() before it in this context
     assert Completion.test(DATA[:2], {"model": "fake-chat", "prompt": "{question}"}) is None
     assert fake_models.requests == []
 
@@ -109,11 +104,10 @@ def test_inference_budget_prunes_expensive_trials(landscape, tmp_path):
     assert best["max_tokens"] < 30
 
 
-def test_rerun_of_a_tune_costs_nothing(landscape, tmp_path):
+def test_rerun_of_a_tune_costs_nothing(landscape, session):
     kwargs = dict(optimization_budget=0.01, num_samples=6, max_tokens=randint(4, 40))
     first, _ = tune(**kwargs)
     sent = len(landscape.requests)
-    session = default_session()
     spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=0.01, num_samples=6, progress=False,
                     space={"model": "fake-chat", "prompt": PROMPTS, "max_tokens": randint(4, 40)})
     tuner = Tuner(spec, session.requester, session.seed)
@@ -161,9 +155,8 @@ def test_concurrent_requests_fail_fast_on_a_refused_key(fake_models):
         Completion.test(DATA[:1], {"model": "fake-chat", "prompt": "{question}"}, eval_func)
 
 
-def test_a_tune_stopped_by_its_budget_replays_from_the_cache_for_free(landscape):
+def test_a_tune_stopped_by_its_budget_replays_from_the_cache_for_free(landscape, session):
     space = {"model": "fake-chat", "prompt": PROMPTS, "max_tokens": randint(4, 60)}
-    session = default_session()
 
     def run():
         spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=0.003, num_samples=-1,

@@ -1,21 +1,20 @@
-"""Send one prepared request to its endpoint through the `openai` client, sync or async.
+"""Send one prepared request to its endpoint through the async `openai` client, with retries.
 
-Both paths share the payload shaping, the retry policy and the error translation; only the awaiting
-differs. The `n` fan-out for providers that ignore `n` lives in `engine.requests`, so each choice is
-cached on its own.
+There is one path: the sync API runs it on the session's loop thread. The `n` fan-out for providers that
+ignore `n` lives in `engine.requests`, so each choice is cached on its own.
 """
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import weakref
 from dataclasses import replace
 
 import openai
-from tenacity import AsyncRetrying, Retrying
+from tenacity import AsyncRetrying
 
 from ..aio import LoopThread
+from ..config import RequestsConfig
 from .embedded import EmbeddedServer
 from .endpoint import Endpoint
 from .retry import RetryPolicy, is_retryable, provider_error, retry_after_seconds
@@ -37,100 +36,107 @@ def _sdk_kwargs(payload: dict) -> dict:
 
 
 class ProviderClient:
-    """openai clients per endpoint (one sync, one async each) and retries."""
+    """Async openai clients per endpoint, retries, and the embedded server; one request path for all."""
 
-    def __init__(self, policy: RetryPolicy | None = None, timeout: float = 60.0,
-                 embedded: EmbeddedServer | None = None):
+    def __init__(self, policy: RetryPolicy | None = None, timeout: float = RequestsConfig.timeout,
+                 embedded: EmbeddedServer | None = None, loop: LoopThread | None = None):
         self.policy = policy or RetryPolicy()
         self.timeout = timeout
-        self._clients: dict = {}
-        self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its clients
+        self.loop = loop or LoopThread()  # where the clients live and the requests run
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> its clients
+        self._servers: dict[tuple, EmbeddedServer] = {}  # (model, server options) -> its embedded server
+        self._stand_in = embedded  # a test's server for every embedded endpoint
         self._lock = threading.Lock()
-        self.embedded = embedded or EmbeddedServer()
-        self.loop = LoopThread()  # where the async clients live
 
-    def _client(self, endpoint: Endpoint, is_async: bool):
-        if endpoint.provider == "embedded":  # async callers start it off the loop first (see acomplete)
-            base_url = self.embedded.ready_url() or self.embedded.base_url()
-        else:
-            base_url = endpoint.base_url
+    def with_settings(self, policy: RetryPolicy, timeout: float) -> "ProviderClient":
+        """The same clients, loop and servers with another retry policy and timeout (a run's own)."""
+        view = ProviderClient.__new__(ProviderClient)
+        view.__dict__.update(self.__dict__)
+        view.policy, view.timeout = policy, timeout
+        return view
+
+    def embedded(self, endpoint: Endpoint) -> EmbeddedServer:
+        """The embedded server of an endpoint's model and server options, made on first use."""
+        if self._stand_in is not None:
+            return self._stand_in
+        key = (endpoint.model, endpoint.server_options)
+        server = self._servers.get(key)
+        if server is None:
+            with self._lock:
+                server = self._servers.get(key) or EmbeddedServer(endpoint.model, **dict(endpoint.server_options))
+                self._servers[key] = server
+        return server
+
+    def _client(self, endpoint: Endpoint):
+        """The endpoint's client on the running loop (an async client belongs to the loop that made it)."""
+        base_url = self.embedded(endpoint).base_url() if endpoint.provider == "embedded" else endpoint.base_url
         key = (endpoint.provider, base_url, endpoint.api_version, endpoint.api_key, endpoint.organization)
-        if is_async:  # an async client belongs to the event loop it was made in
-            clients = self._async_clients.setdefault(asyncio.get_running_loop(), {})
-        else:
-            clients = self._clients
+        clients = self._clients.setdefault(asyncio.get_running_loop(), {})
         client = clients.get(key)
         if client is None:
             with self._lock:
-                client = clients.get(key) or self._make(endpoint, base_url, is_async)
+                client = clients.get(key) or self._make(endpoint, base_url)
                 clients[key] = client
         return client
 
-    def _make(self, endpoint: Endpoint, base_url: str | None, is_async: bool):
+    def _make(self, endpoint: Endpoint, base_url: str | None):
         common = dict(api_key=endpoint.api_key or "no-key", max_retries=0, timeout=self.timeout)
         if endpoint.provider == "azure":
-            cls = openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI
-            return cls(azure_endpoint=base_url, api_version=endpoint.api_version, **common)
-        cls = openai.AsyncOpenAI if is_async else openai.OpenAI
-        return cls(base_url=base_url, organization=endpoint.organization, **common)
+            return openai.AsyncAzureOpenAI(azure_endpoint=base_url, api_version=endpoint.api_version, **common)
+        return openai.AsyncOpenAI(base_url=base_url, organization=endpoint.organization, **common)
+
+    def close(self) -> None:
+        """Close the HTTP clients, leave the embedded servers, stop the loop."""
+        async def close_clients():
+            for client in list(self._clients.get(asyncio.get_running_loop(), {}).values()):
+                await client.close()
+
+        self.loop.close(close_clients)
+        self._clients = weakref.WeakKeyDictionary()
+        for server in [*self._servers.values(), *([self._stand_in] if self._stand_in else [])]:
+            server.release()
 
     def _policy(self, request) -> dict:
         if request.retry_period is None:
             return self.policy.tenacity_kwargs
         return replace(self.policy, max_total_seconds=float(request.retry_period)).tenacity_kwargs
 
-    def _client_for(self, request, is_async: bool):
-        client = self._client(request.endpoint, is_async)
+    def _client_for(self, request):
+        client = self._client(request.endpoint)
         return client if request.timeout is None else client.with_options(timeout=float(request.timeout))
 
-    def complete(self, request, payload: dict) -> dict:
-        """Send `payload` (one part of a PreparedRequest) and wait; returns a JSON-ready dict.
+    async def acomplete(self, request, payload: dict) -> dict:
+        """Send `payload` (one part of a PreparedRequest); returns a JSON-ready dict.
 
         The first attempt goes straight to the SDK (most calls succeed, and this path is hot); a
         retryable failure hands over to tenacity, after the wait the policy gives for that failure.
         """
         endpoint = request.endpoint
         try:
-            return self._attempt(request, payload)
-        except openai.OpenAIError as exc:
-            time.sleep(self._first_wait(request, exc))
-        try:
-            for attempt in Retrying(**self._policy(request)):
-                with attempt:
-                    return self._attempt(request, payload)
-        except openai.OpenAIError as exc:
-            raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
-
-    async def acomplete(self, request, payload: dict) -> dict:
-        """The same as `complete`, awaiting the async client."""
-        endpoint = request.endpoint
-        try:
-            return await self._aattempt(request, payload)
+            return await self._attempt(request, payload)
         except openai.OpenAIError as exc:
             await asyncio.sleep(self._first_wait(request, exc))
         try:
             async for attempt in AsyncRetrying(**self._policy(request)):
                 with attempt:
-                    return await self._aattempt(request, payload)
+                    return await self._attempt(request, payload)
         except openai.OpenAIError as exc:
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
 
-    def _attempt(self, request, payload: dict) -> dict:
+    async def _attempt(self, request, payload: dict) -> dict:
         """One try; a failure is reported at once (a dead embedded server is noticed per attempt)."""
+        endpoint = request.endpoint
+        server = self.embedded(endpoint) if endpoint.provider == "embedded" else None
+        if server is not None and server.ready_url() is None:
+            await asyncio.to_thread(server.base_url)  # starting or joining it blocks: not on the loop
         try:
-            return self._send(self._client_for(request, False), request.endpoint, payload)
+            answer = await self._send(self._client_for(request), endpoint, payload)
         except openai.OpenAIError as exc:
-            self._on_failure(request.endpoint, exc)
+            self._on_failure(endpoint, exc)
             raise
-
-    async def _aattempt(self, request, payload: dict) -> dict:
-        if request.endpoint.provider == "embedded" and self.embedded.ready_url() is None:
-            await asyncio.to_thread(self.embedded.base_url)  # starting or joining it blocks: not on the loop
-        try:
-            return await self._send(self._client_for(request, True), request.endpoint, payload)
-        except openai.OpenAIError as exc:
-            self._on_failure(request.endpoint, exc)
-            raise
+        if server is not None:
+            server.mark_answered()
+        return answer
 
     def _first_wait(self, request, exc: openai.OpenAIError) -> float:
         """How long to wait before the second attempt; raises when retrying cannot help or cannot fit
@@ -143,24 +149,13 @@ class ProviderClient:
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
         return wait
 
-    def _send(self, client, endpoint: Endpoint, payload: dict):
-        """Issue the SDK call; returns a dict (sync) or an awaitable of one (async)."""
+    @staticmethod
+    async def _send(client, endpoint: Endpoint, payload: dict) -> dict:
         resource = client.chat.completions if endpoint.chat else client.completions
-        result = resource.create(**_sdk_kwargs(payload))
-        embedded = endpoint.provider == "embedded"
-        if asyncio.iscoroutine(result):
-            async def dump():
-                answer = (await result).model_dump(mode="json")
-                if embedded:
-                    self.embedded.mark_answered()
-                return answer
-            return dump()
-        if embedded:
-            self.embedded.mark_answered()
-        return result.model_dump(mode="json")
+        return (await resource.create(**_sdk_kwargs(payload))).model_dump(mode="json")
 
     def _on_failure(self, endpoint: Endpoint, exc: BaseException) -> None:
         if endpoint.provider == "embedded" and isinstance(exc, openai.APIConnectionError):
             request = getattr(exc, "request", None)
             port = request.url.port if request is not None else None
-            self.embedded.report_failure(port)  # a dead server restarts; a crash loop becomes an error
+            self.embedded(endpoint).report_failure(port)  # a dead server restarts; a crash loop, an error

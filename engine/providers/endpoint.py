@@ -26,6 +26,7 @@ class Endpoint:
     base_url: str | None = None
     api_version: str | None = None
     organization: str | None = field(default=None, repr=False)
+    server_options: tuple = ()  # the embedded server's settings ((name, value), ...) from the model's config
     api_key: str | None = field(default=None, repr=False, compare=False)
 
     def identity(self) -> dict:
@@ -75,6 +76,7 @@ def _resolve(spec: ModelSpec, override_items: tuple, key_env: str | None, env: t
     if key is None and provider in ("openai", "azure"):
         raise MissingCredentialsError(f"no API key for {provider} model {spec.name!r}: set the environment variable {key_env}")
     api_model = spec.deployment or spec.name
+    options = (("n_ctx", spec.context_length), ("threads", spec.threads)) if provider == "embedded" else ()
     return Endpoint(provider=provider, model=spec.name, api_model=api_model, chat=spec.chat,
                     ignores_n=spec.ignores_n, base_url=base_url, api_version=api_version,
-                    organization=o.get("organization"), api_key=key)
+                    organization=o.get("organization"), api_key=key, server_options=options)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import openai
 from tenacity import retry_if_exception, stop_before_delay, wait_exponential_jitter
 
+from ..config import RequestsConfig
 from ..errors import AuthenticationError, ProviderError
 
 _KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|[A-Fa-f0-9]{32,})")
@@ -43,10 +44,15 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 class RetryPolicy:
     """How long to keep trying one request, in total, and how to space the attempts."""
 
-    max_total_seconds: float = 120.0
-    initial_wait: float = 0.5
-    max_wait: float = 20.0
-    jitter: float = 0.5
+    max_total_seconds: float = RequestsConfig.max_retry_period
+    initial_wait: float = RequestsConfig.retry_wait_time
+    max_wait: float = RequestsConfig.max_wait
+    jitter: float = RequestsConfig.jitter
+
+    @classmethod
+    def from_config(cls, cfg: RequestsConfig) -> "RetryPolicy":
+        return cls(max_total_seconds=float(cfg.max_retry_period), initial_wait=float(cfg.retry_wait_time),
+                   max_wait=float(cfg.max_wait), jitter=float(cfg.jitter))
 
     @functools.cached_property
     def tenacity_kwargs(self) -> dict:
