@@ -4,6 +4,8 @@ from .errors import (AuthenticationError, BudgetError, CacheError, ConfigError, 
                      TemplateKeyError, UnknownModelError)
 from .keys import get_key
 from .promotion import load_config
+from .session import Session, current_session
 
 __all__ = ["AuthenticationError", "BudgetError", "CacheError", "ChatCompletion", "Completion", "ConfigError",
-           "EngineError", "ProviderError", "TemplateKeyError", "UnknownModelError", "get_key", "load_config"]
+           "EngineError", "ProviderError", "Session", "TemplateKeyError", "UnknownModelError", "current_session",
+           "get_key", "load_config"]

@@ -50,21 +50,12 @@ class BudgetGuard:
         self.paid = 0.0
         self.charged = 0.0
         self.reserved = 0.0
-        self.refused = 0
         self._lock = threading.Lock()
-
-    @property
-    def remaining(self) -> float:
-        return float("inf") if self.limit is None else self.limit - self.charged - self.reserved
 
     @property
     def saved(self) -> float:
         """What the cache saved this run: list price of the responses it served."""
         return self.charged - self.paid
-
-    @property
-    def exhausted(self) -> bool:
-        return self.refused > 0
 
     def admit(self, worst_cases: list[float]) -> int:
         """Reserve the longest prefix of `worst_cases` that fits; returns how many were admitted."""
@@ -72,7 +63,6 @@ class BudgetGuard:
             admitted = 0
             for amount in worst_cases:
                 if self.limit is not None and self.charged + self.reserved + amount > self.limit:
-                    self.refused += 1
                     break
                 self.reserved += amount
                 admitted += 1

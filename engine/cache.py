@@ -106,6 +106,7 @@ class _OpenEnvironments:
                 cache.close()
 
     def _forget(self) -> None:
+        # kept referenced, never closed nor used: closing an LMDB environment inherited over fork is unsafe
         self._leftovers = list(self._caches.values())
         self._caches = {}
         self._lock = threading.Lock()

@@ -10,6 +10,7 @@ import contextvars
 import logging
 from typing import Callable, Dict, List, Optional
 
+from .errors import ConfigError
 from .evaluation import extract_text
 from .keys import get_key
 from .promotion import load_config
@@ -39,7 +40,40 @@ def _registered(config: dict) -> dict:
     return {**load_config(rest.pop("config")), **rest}
 
 
-class Completion:
+# Class attributes the seed library read as settings: each one works here, on the current session ...
+_REQUEST_ATTRIBUTES = {"request_timeout": "timeout", "max_retry_period": "max_retry_period",
+                       "retry_timeout": "max_retry_period", "retry_wait_time": "retry_wait_time"}
+# ... or says what replaced it.
+_REPLACED_ATTRIBUTES = {
+    "price1K": "prices live in the model catalog: a conf/model/NAME.yaml file, or "
+               "current_session().catalog.add({'name': ..., 'price_per_1k': {'prompt': ..., 'completion': ...}})",
+    "cache_path": "use Completion.set_cache(seed, cache_path)",
+    "seed": "use Completion.set_cache(seed, cache_path)",
+    "default_search_space": "pass the search space to tune(**config), or set search.* in conf/search/",
+    "chat_models": "mark a model `chat: true` in its conf/model/NAME.yaml",
+}
+
+
+class _SeedSettings(type):
+    """Old code configures the seed library by assigning class attributes; none is silently ignored."""
+
+    def __setattr__(cls, name, value):
+        if name in _REQUEST_ATTRIBUTES:
+            current_session().set_requests(**{_REQUEST_ATTRIBUTES[name]: value})
+        elif name in _REPLACED_ATTRIBUTES:
+            raise ConfigError(f"Completion.{name} is not a setting of this engine: {_REPLACED_ATTRIBUTES[name]}")
+        else:
+            super().__setattr__(name, value)
+
+    def __getattr__(cls, name):
+        if name in _REQUEST_ATTRIBUTES:
+            return getattr(current_session().requests, _REQUEST_ATTRIBUTES[name])
+        if name in _REPLACED_ATTRIBUTES:
+            raise ConfigError(f"Completion.{name} is not a setting of this engine: {_REPLACED_ATTRIBUTES[name]}")
+        raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+
+class Completion(metaclass=_SeedSettings):
     """A class for OpenAI completion API; also ChatCompletion, Azure OpenAI and compatible endpoints."""
 
     _force_chat = False

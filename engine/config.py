@@ -6,6 +6,7 @@ domains are written declaratively in YAML (`{uniform: [0, 2]}`) and become FLAML
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -33,13 +34,25 @@ class TaskConfig:
     name: str = MISSING  # a registered task (python -m engine.tasks lists them), or "generic"
     tune_size: Optional[int] = None  # cut the tune split to this many points
     test_size: Optional[int] = None
-    # a generic task declared in config: a JSONL/CSV file, the answer field and a built-in metric
+    test_fraction: float = 0.5
+    # task=generic only (a task registered in code declares its own and refuses these): a JSONL/CSV file,
+    # the answer field (default "answer"), a built-in metric (default exact_match), its prompts
     path: Optional[str] = None
-    answer_field: str = "answer"
-    metric: str = "exact_match"
+    answer_field: Optional[str] = None
+    metric: Optional[str] = None
     pattern: Optional[str] = None  # for metric=regex: a pattern with the answer in group 1
     prompts: Optional[List[str]] = None
-    test_fraction: float = 0.5
+
+
+GENERIC_TASK_KEYS = ("path", "answer_field", "metric", "pattern", "prompts")
+
+
+# The default search space, for `python -m engine.tune` and for the seed API's `tune(**config)` alike.
+DEFAULT_MODEL = "smollm2"
+DEFAULT_TEMPERATURE = ("uniform", 0, 2)  # neither temperature nor top_p given: one of the two is searched
+DEFAULT_TOP_P = ("uniform", 0, 1)
+DEFAULT_MAX_TOKENS = ("lograndint", 16, 512)  # neither the search nor the task gives a range
+DEFAULT_N = ("randint", 1, 3)  # randint excludes its upper bound: 1 or 2 completions
 
 
 @dataclass
@@ -53,7 +66,7 @@ class SearchConfig:
     temperature: Any = None  # give temperature or top_p, not both; neither: search either
     top_p: Any = None
     max_tokens: Any = None  # None: the task's own range (arithmetic and capitals [lograndint, 4, 16])
-    n: Any = field(default_factory=lambda: ["randint", 1, 3])
+    n: Any = field(default_factory=lambda: list(DEFAULT_N))
 
 
 @dataclass
@@ -132,9 +145,10 @@ def to_run_config(cfg) -> RunConfig:
     _reject_unknown_keys(cfg, RunConfig, "")
     run: RunConfig = OmegaConf.to_object(cfg)
     run.model = ModelSpec.from_dict(dataclasses.asdict(run.model))
+    dollars = lambda v: math.isfinite(v) and v > 0  # noqa: E731 - nan and inf are not budgets
     checks = [
-        ("budget.optimization", run.budget.optimization, run.budget.optimization > 0),
-        ("budget.inference", run.budget.inference, run.budget.inference is None or run.budget.inference > 0),
+        ("budget.optimization", run.budget.optimization, dollars(run.budget.optimization)),
+        ("budget.inference", run.budget.inference, run.budget.inference is None or dollars(run.budget.inference)),
         ("budget.num_samples", run.budget.num_samples, run.budget.num_samples == -1 or run.budget.num_samples > 0),
         ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency >= 1),
         ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),

@@ -30,7 +30,7 @@ class ModelSpec:
     provider: str = "openai"
     chat: bool = True
     price_per_1k: dict = field(default_factory=lambda: {"prompt": 0.0, "completion": 0.0})
-    price_is_nominal: bool = False
+    price_is_nominal: bool = False  # a local model priced for budgeting: summaries say nothing was billed
     context_length: int = 4096
     base_url: str | None = None
     api_version: str | None = None
@@ -102,12 +102,6 @@ class ModelCatalog:
             return self._specs[name]
         except KeyError:
             raise UnknownModelError(name, str(self.folder)) from None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._specs
-
-    def names(self) -> list[str]:
-        return sorted(self._specs)
 
     def cost(self, model: str, usage: dict | None) -> float:
         """Dollars for a response's reported usage; nothing is guessed when usage is missing."""

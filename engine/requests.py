@@ -19,7 +19,11 @@ from .templates import render, render_messages
 
 # Config keys that steer the engine and are never sent nor part of a cache key.
 CONTROL_KEYS = frozenset({"seed", "config_list", "request_timeout", "max_retry_period", "retry_wait_time",
-                          "use_cache"})
+                          "retry_timeout", "use_cache"})
+# The seed library's per-call transport settings -> this engine's RetryPolicy/timeout (retry_timeout is the
+# older name of max_retry_period).
+TRANSPORT_KEYS = {"request_timeout": "timeout", "max_retry_period": "retry_period", "retry_timeout": "retry_period",
+                  "retry_wait_time": "retry_wait"}
 _POSITIVE_INT = ("n", "max_tokens")
 
 
@@ -38,6 +42,7 @@ class PreparedRequest:
     parts: tuple[tuple[dict, bytes], ...]
     timeout: float | None = None  # transport settings: never part of the key
     retry_period: float | None = None
+    retry_wait: float | None = None
 
     @property
     def model(self) -> str:
@@ -52,10 +57,6 @@ class Outcome:
     spent: float
     cache_hits: int
     request: PreparedRequest
-
-    @property
-    def cache_hit(self) -> bool:
-        return self.cache_hits == len(self.request.parts)
 
 
 def _validate_params(params: dict) -> None:
@@ -132,8 +133,19 @@ def _prepare_one(config: Mapping[str, Any], context, catalog, default_seed, forc
             material["offset"] = offset
         key = request_digest(material)
         parts = ((payload, key),)
-    timeout, period = config.get("request_timeout"), config.get("max_retry_period")
-    return PreparedRequest(endpoint, payload, key, seed, parts, timeout, period)
+    return PreparedRequest(endpoint, payload, key, seed, parts, **_transport(config))
+
+
+def _transport(config: Mapping[str, Any]) -> dict:
+    out = {}
+    for key, field_name in TRANSPORT_KEYS.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{key} must be a number of seconds > 0, got {value!r}")
+        out[field_name] = float(value)
+    return out
 
 
 def _with_chat(endpoint: Endpoint, chat: bool) -> Endpoint:

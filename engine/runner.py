@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import RunConfig
+from .config import DEFAULT_MAX_TOKENS, RunConfig
 from .errors import ConfigError
 from .session import Session
 from .tasks import Task, load_task
@@ -35,6 +35,7 @@ class Summary:
     cache_hits: int = 0
     requests: int = 0
     stopped_by_budget: bool = False
+    nominal_prices: bool = False  # the model's price is nominal (a local model): no money was billed
     output_dir: str = ""
     mlflow_run: str | None = None
     mlflow_ui: str | None = None  # how to see the runs just written
@@ -47,7 +48,8 @@ class Summary:
                 (f"{self.metric} on tune", _fmt(self.tune_metric)), (f"{self.metric} on test", _fmt(self.test_metric)),
                 ("test cost per instance", f"${self.test_result.get('inference_cost', 0):.7f}"),
                 ("dollars paid", f"${self.paid:.6f} (tune ${self.tune_paid:.6f} of ${self.budget:g} budget, "
-                                 f"test ${self.paid - self.tune_paid:.6f})"),
+                                 f"test ${self.paid - self.tune_paid:.6f})"
+                                 + ("; nominal prices, nothing was billed" if self.nominal_prices else "")),
                 ("saved by the cache", f"${self.saved:.6f}"),
                 ("requests / cache hits", f"{self.requests} / {self.cache_hits}"), ("results in", self.output_dir)]
         if self.mlflow_run:
@@ -76,7 +78,7 @@ def search_space(run: RunConfig, task: Task) -> dict:
     for name in ("temperature", "top_p", "max_tokens", "n"):
         value = getattr(s, name)
         if name == "max_tokens" and value is None:
-            value = list(task.max_tokens)
+            value = list(task.max_tokens or DEFAULT_MAX_TOKENS)
         if value is not None:
             space[name] = to_domain(value, f"search.{name}")
     return space
@@ -128,6 +130,7 @@ def start_tracking(tracker, run: RunConfig, task: Task, space: dict, tune_data, 
     registered = run.tracking.registered_model or f"{task.name}-{run.model.name}"
     params = {**dataclasses.asdict(run), "search_space": json.dumps(public_view(space), default=str)}
     tags = {"task": task.name, "model": run.model.name, "git_commit": git_commit(), "sweep": sweep,
+            "price_is_nominal": run.model.price_is_nominal,
             "registered_model": registered, "metric": task.metric, "mode": task.mode}
     tracker.start(params, tags, {"tune": tune_data, "test": test_data}, name=f"{task.name}-{run.model.name}")
 
@@ -153,6 +156,7 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       cache_hits=sum(t.cache_hits for t in tuner.trials) + test_result.get("cache_hits", 0),
                       requests=sum(t.requests for t in tuner.trials) + test_result.get("requests", 0),
                       stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out),
+                      nominal_prices=all(session.catalog.get(m).price_is_nominal for m in tuner.space.models),
                       mlflow_run=tracker.run_id if tracker else None,
                       mlflow_ui=tracker.ui_hint() if tracker else None)
     (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": public_view(best)}, indent=2,

@@ -7,6 +7,7 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 
 import mlflow.pyfunc
+import pandas as pd
 
 from .evaluation import extract_text
 from .session import Session
@@ -18,9 +19,8 @@ class ConfigModel(mlflow.pyfunc.PythonModel):
             self.config = json.load(f)
         self.session = Session()
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """One row of template fields per completion."""
         rows = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
         chat = "messages" in self.config
         texts = [extract_text(self.session.create(self.config, row, force_chat=chat).response) for row in rows]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from dataclasses import replace
 from typing import Any, Mapping
 
 from .cache import CacheRoot
@@ -34,9 +35,9 @@ class Session:
         self.seed = seed
         self.catalog = catalog if catalog is not None else ModelCatalog()
         self._owns_providers = providers is None
+        self.requests = requests or RequestsConfig()
         if providers is None:
-            requests = requests or RequestsConfig()
-            providers = ProviderClient(RetryPolicy.from_config(requests), requests.timeout)
+            providers = ProviderClient(RetryPolicy.from_config(self.requests), self.requests.timeout)
         elif requests is not None:
             providers = providers.with_settings(RetryPolicy.from_config(requests), requests.timeout)
         self.providers = providers
@@ -63,7 +64,15 @@ class Session:
         """A session of its own cache root, seed, catalog and request settings on this one's clients."""
         return Session(self.seed if seed is None else seed,
                        str(self.requester.caches.root) if cache_path is None else cache_path,
-                       self.catalog if catalog is None else catalog, requests, providers=self.providers)
+                       self.catalog if catalog is None else catalog,
+                       self.requests if requests is None else requests, providers=self.providers)
+
+    def set_requests(self, **changes) -> None:
+        """Change how requests are sent from now on (fields of RequestsConfig: timeout, max_retry_period,
+        retry_wait_time, max_wait, jitter)."""
+        self.requests = replace(self.requests, **changes)
+        self.providers = self.providers.with_settings(RetryPolicy.from_config(self.requests), self.requests.timeout)
+        self.requester.providers = self.providers
 
     # ---- what the seed API does with it ---------------------------------------------------------
     def set_cache(self, seed: int | str = DEFAULT_SEED, cache_path: str = DEFAULT_CACHE_PATH) -> None:

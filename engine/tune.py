@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from .cli import friendly_errors, quiet_libraries
 from .config import register_configs, to_run_config
+from .errors import ConfigError
 from .runner import run_experiment
 from .session import current_session
 
@@ -21,7 +22,11 @@ def main(cfg: DictConfig) -> float | None:
     with friendly_errors():
         hydra_cfg = HydraConfig.get()
         sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None  # shared tag for the UI
-        summary = run_experiment(to_run_config(cfg), hydra_cfg.runtime.output_dir, current_session(), sweep)
+        run = to_run_config(cfg)
+        if run.config:
+            raise ConfigError(f"config={run.config}: engine.tune searches for a config; to evaluate a saved one, "
+                              "run python -m engine.test config=...")
+        summary = run_experiment(run, hydra_cfg.runtime.output_dir, current_session(), sweep)
     print("\n" + summary.table())
     return summary.test_metric
 

@@ -1,21 +1,14 @@
 """Hydra composition, overrides and validation against the real conf/ folder."""
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from engine.config import register_configs, to_run_config
-from engine.tuning.space import to_domain
+from conftest import composed
+from engine.config import to_run_config
 from engine.errors import ConfigError
-from engine.models import conf_dir
 from engine.runner import search_space
 from engine.tasks import load_task
-
-
-def composed(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from engine.tuning.space import to_domain
 
 
 def test_defaults_compose_into_a_typed_run_config():

@@ -1,4 +1,6 @@
 """The seed API's create/cost/extract_text over HTTP with the real openai client and a loopback server."""
+import time
+
 import pytest
 
 from engine import AuthenticationError, ChatCompletion, Completion, ConfigError, ProviderError, TemplateKeyError
@@ -219,3 +221,16 @@ def test_azure_without_an_endpoint_is_a_clear_error(cache_dir, monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-0000")
     with pytest.raises(ConfigError, match="AZURE_OPENAI_ENDPOINT"):
         Completion.create(model="azure-gpt-4o-mini", prompt="hi")
+
+
+def test_literal_braces_without_a_context_are_sent_as_they_are(fake_models):
+    Completion.create(model="fake-chat", prompt='Reply with JSON like {"a": 1}')
+    assert fake_models.completions()[0]["messages"][0]["content"] == 'Reply with JSON like {"a": 1}'
+
+
+def test_a_retry_after_longer_than_the_retry_period_fails_at_once(fake_models):
+    fake_models.fail_next({"status": 429, "headers": {"Retry-After": "30"}})
+    start = time.monotonic()
+    with pytest.raises(ProviderError, match="HTTP 429"):
+        Completion.create(model="fake-chat", prompt="hi", max_retry_period=1)
+    assert time.monotonic() - start < 2

@@ -103,3 +103,10 @@ def test_sandbox_kills_infinite_loops_and_refuses_the_network():
     assert not blocked.passed and "not available in the sandbox" in blocked.reason
     assert not run_python("import urllib.request\n").passed
     assert run_python("import math\nassert math.sqrt(4) == 2\n").passed
+
+
+def test_the_sandbox_refuses_to_start_processes(tmp_path):
+    marker = tmp_path / "escaped"
+    program = f"import os, sys\nos.system(sys.executable + ' -c \"open(\\'{marker}\\', \\'w\\')\"')\n"
+    result = run_python(program)
+    assert not result.passed and "not allowed in the sandbox" in result.reason and not marker.exists()

@@ -2,19 +2,17 @@
 loading by alias, serving, and no key anywhere."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
-from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
+from conftest import composed, free_port
 from engine import Completion, load_config
-from engine.config import register_configs, to_run_config
-from engine.models import conf_dir
+from engine.config import to_run_config
 from engine.promotion import promote
 from engine.runner import run_experiment
 from engine.tasks import TASKS, Task, success_eval_func
@@ -32,14 +30,11 @@ def store(tmp_path):
 
 
 def run_config(store, fake_url, *overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "model=gpt-4o-mini", f"model.base_url={fake_url}", "task.tune_size=6", "task.test_size=4",
-            "budget.optimization=0.01", "budget.num_samples=3", "search=greedy", "progress=false",
-            f"tracking.uri={store['uri']}", f"tracking.artifacts={store['artifacts']}",
-            f"cache.path={store['dir']}/cache", *overrides])
-    return to_run_config(cfg)
+    return to_run_config(composed(
+        "model=gpt-4o-mini", f"model.base_url={fake_url}", "task.tune_size=6", "task.test_size=4",
+        "budget.optimization=0.01", "budget.num_samples=3", "search=greedy", "progress=false",
+        f"tracking.uri={store['uri']}", f"tracking.artifacts={store['artifacts']}",
+        f"cache.path={store['dir']}/cache", *overrides))
 
 
 def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch, session):
@@ -131,28 +126,22 @@ def test_the_promote_command_defaults_to_the_last_tune(store):
 @pytest.mark.embedded
 def test_create_loads_a_registered_config_by_alias_and_answers_on_the_embedded_model(store, monkeypatch, cache_dir):
     run_id = _finished_run(store, {"model": "smollm2", "prompt": "Answer with a number. {question}",
-                                   "max_tokens": 6, "temperature": 0})
+                                   "max_tokens": 10, "temperature": 0})
     version = promote(run_id, "arith-embedded", "production", store["uri"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
     r = Completion.create({"question": "What is 2 + 2?"}, config=f"models:/{version.name}@production")
-    assert Completion.extract_text(r)[0].strip() and r["usage"]["completion_tokens"] <= 6
+    assert numeric_match(Completion.extract_text(r)[0], 4) and r["usage"]["completion_tokens"] <= 10  # "2 + 2 = 4"
     result = Completion.test([{"question": "What is 1 + 1?", "answer": 2}], f"models:/{version.name}@production",
                              eval_func=success_eval_func(numeric_match))
-    assert "success" in result
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    assert result["success"] == 1.0 and result["cost"] > 0
 
 
 @pytest.mark.embedded
 def test_mlflow_models_serve_answers_with_the_registered_config(store):
     run_id = _finished_run(store, {"model": "smollm2", "prompt": "Answer in one word. {question}",
-                                   "max_tokens": 5, "temperature": 0})
+                                   "max_tokens": 8, "temperature": 0})
     version = promote(run_id, "served", "production", store["uri"])
-    port = _free_port()
+    port = free_port()
     bin_dir = os.path.dirname(sys.executable)  # mlflow runs uvicorn from the venv, as an activated shell would
     env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     mlflow_cli = os.path.join(bin_dir, "mlflow")
@@ -176,4 +165,4 @@ def test_mlflow_models_serve_answers_with_the_registered_config(store):
         server.terminate()
         server.wait(30)
     predictions = answer["predictions"]
-    assert len(predictions) == 1 and predictions[0]["completion"].strip()
+    assert len(predictions) == 1 and "Paris" in predictions[0]["completion"]  # greedy: "... is Paris."

@@ -96,10 +96,12 @@ class ProviderClient:
         for server in [*self._servers.values(), *([self._stand_in] if self._stand_in else [])]:
             server.release()
 
-    def _policy(self, request) -> dict:
-        if request.retry_period is None:
-            return self.policy.tenacity_kwargs
-        return replace(self.policy, max_total_seconds=float(request.retry_period)).tenacity_kwargs
+    def _policy(self, request) -> RetryPolicy:
+        """The client's policy with a request's own retry_period / retry_wait, if it gave any."""
+        if request.retry_period is None and request.retry_wait is None:
+            return self.policy
+        changes = {"max_total_seconds": request.retry_period, "initial_wait": request.retry_wait}
+        return replace(self.policy, **{k: v for k, v in changes.items() if v is not None})
 
     def _client_for(self, request):
         client = self._client(request.endpoint)
@@ -117,7 +119,7 @@ class ProviderClient:
         except openai.OpenAIError as exc:
             await asyncio.sleep(self._first_wait(request, exc))
         try:
-            async for attempt in AsyncRetrying(**self._policy(request)):
+            async for attempt in AsyncRetrying(**self._policy(request).tenacity_kwargs):
                 with attempt:
                     return await self._attempt(request, payload)
         except openai.OpenAIError as exc:
@@ -141,11 +143,10 @@ class ProviderClient:
     def _first_wait(self, request, exc: openai.OpenAIError) -> float:
         """How long to wait before the second attempt; raises when retrying cannot help or cannot fit
         (a Retry-After longer than the whole retry period gives up now instead of hanging)."""
-        endpoint = request.endpoint
-        period = self.policy.max_total_seconds if request.retry_period is None else float(request.retry_period)
+        endpoint, policy = request.endpoint, self._policy(request)
         hinted = retry_after_seconds(exc)
-        wait = max(self.policy.initial_wait, hinted or 0.0)
-        if not is_retryable(exc) or wait >= period:
+        wait = max(policy.initial_wait, hinted or 0.0)
+        if not is_retryable(exc) or wait >= policy.max_total_seconds:
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
         return wait
 

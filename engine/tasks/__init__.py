@@ -8,49 +8,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
+from ..config import GENERIC_TASK_KEYS
 from ..errors import ConfigError
 from ..models import conf_dir
-from ..registry import Registry
+from . import generic  # noqa: F401  (registers "generic")
+from .base import TASKS, Task
 from .metrics import METRICS, success_eval_func
-
-
-@dataclass
-class Task:
-    name: str
-    points: list[dict]  # all data points; splits are cut from them deterministically
-    eval_func: Callable
-    prompts: list = field(default_factory=list)  # templates (str) to choose among
-    stops: list | None = None  # stop lists to choose among
-    # how long an answer may be: a search domain in the config form (`search.max_tokens` overrides it)
-    max_tokens: Any = ("lograndint", 8, 64)
-    metric: str = "success"
-    mode: str = "max"
-    description: str = ""
-    test_fraction: float = 0.5
-    splits: dict[str, list[dict]] | None = None  # explicit splits, when the data comes with them
-
-    def split(self, name: str, size: int | None = None) -> list[dict]:
-        """'tune' or 'test': explicit splits if given, else every k-th point goes to test."""
-        if self.splits is not None:
-            if name not in self.splits:
-                raise ConfigError(f"task {self.name!r} has splits {sorted(self.splits)}, not {name!r}")
-            points = self.splits[name]
-        else:
-            stride = max(2, round(1 / self.test_fraction))
-            test = [p for i, p in enumerate(self.points) if i % stride == stride - 1]
-            tune = [p for i, p in enumerate(self.points) if i % stride != stride - 1]
-            points = {"tune": tune, "test": test}.get(name)
-            if points is None:
-                raise ConfigError(f"task {self.name!r} has splits ['test', 'tune'], not {name!r}")
-        return points[:size] if size else points
-
-
-# A task factory takes the task config and returns a Task.
-TASKS: Registry[Callable[[Any], Task]] = Registry("task")
 
 
 def experiments_dir() -> Path:
@@ -79,10 +44,15 @@ def discover(folder: Path | None = None) -> None:
 
 def load_task(cfg) -> Task:
     """The Task a TaskConfig names (packs in experiments/ are discovered first)."""
-    from . import generic  # noqa: F401  (registers "generic")
-
     discover()
-    task = TASKS.get(cfg.name)(cfg)
+    factory = TASKS.get(cfg.name)
+    if cfg.name != "generic":
+        given = [key for key in GENERIC_TASK_KEYS if getattr(cfg, key, None) is not None]
+        if given:
+            raise ConfigError(f"task.{given[0]}: task {cfg.name!r} is registered in code and declares its own data, "
+                              f"prompts and metric; task.{', task.'.join(given)} apply to task=generic only "
+                              "(override prompts with search.prompts)")
+    task = factory(cfg)
     if not task.points and not task.splits:
         raise ConfigError(f"task {cfg.name!r} has no data")
     return task

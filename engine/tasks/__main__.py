@@ -1,6 +1,5 @@
 """`python -m engine.tasks`: list the registered tasks and metrics."""
 from . import TASKS, discover
-from . import generic  # noqa: F401
 from .metrics import METRICS
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..models import conf_dir
-from . import TASKS, Task
+from .base import TASKS, Task
 from .metrics import METRICS, success_eval_func
 
 
@@ -33,10 +33,11 @@ def generic(cfg) -> Task:
     if not cfg.prompts:
         raise ConfigError("task.prompts: a generic task needs at least one prompt template")
     points = read_points(cfg.path)
-    missing = [i for i, p in enumerate(points) if cfg.answer_field not in p]
+    answer_field, metric = cfg.answer_field or "answer", cfg.metric or "exact_match"
+    missing = [i for i, p in enumerate(points) if answer_field not in p]
     if missing:
-        raise ConfigError(f"task.answer_field: {cfg.answer_field!r} is missing in data point {missing[0]}")
+        raise ConfigError(f"task.answer_field: {answer_field!r} is missing in data point {missing[0]}")
     options = {"pattern": cfg.pattern} if cfg.pattern else {}
     return Task(name=Path(cfg.path).stem, points=points, prompts=list(cfg.prompts),
-                eval_func=success_eval_func(METRICS.get(cfg.metric), cfg.answer_field, **options),
-                description=f"{cfg.path} scored by {cfg.metric}", test_fraction=cfg.test_fraction)
+                eval_func=success_eval_func(METRICS.get(metric), answer_field, **options),
+                description=f"{cfg.path} scored by {metric}", test_fraction=cfg.test_fraction)

@@ -20,18 +20,18 @@ with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing;
 _sample = importlib.import_module(tune.randint.__module__)
 Categorical, Domain, Float, Integer = _sample.Categorical, _sample.Domain, _sample.Float, _sample.Integer
 
+from ..config import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_N, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from ..errors import ConfigError
 
-DEFAULT_MODEL = "smollm2"
-
-
 def default_space() -> dict:
-    """What is searched unless the caller says otherwise (the caller's `**config` updates it)."""
+    """What is searched unless the caller says otherwise (the caller's `**config` updates it); the ranges
+    are the schema's (engine.config), written there once."""
     return {
         "model": DEFAULT_MODEL,
-        "temperature_or_top_p": tune.choice([{"temperature": tune.uniform(0, 2)}, {"top_p": tune.uniform(0, 1)}]),
-        "max_tokens": tune.lograndint(16, 512),
-        "n": tune.randint(1, 5),
+        "temperature_or_top_p": tune.choice([{"temperature": to_domain(DEFAULT_TEMPERATURE, "temperature")},
+                                             {"top_p": to_domain(DEFAULT_TOP_P, "top_p")}]),
+        "max_tokens": to_domain(DEFAULT_MAX_TOKENS, "max_tokens"),
+        "n": to_domain(DEFAULT_N, "n"),
         "prompt": "{prompt}",
     }
 

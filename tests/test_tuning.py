@@ -1,0 +1,36 @@
+"""The tuner's own behaviour: failing trials skipped, a search pruned everywhere ends, prompts told apart."""
+import logging
+import time
+
+import pytest
+from flaml.tune import randint
+
+from conftest import eval_func
+from engine import BudgetError, Completion
+from engine.tuning import build_space
+from fake_openai import landscape_responder
+
+DATA = [{"question": f"What is {i} + {i}?", "answer": 2 * i} for i in range(1, 13)]
+
+
+def test_a_trial_that_fails_with_a_client_error_is_skipped(fake_models):
+    fake_models.responder = landscape_responder
+    fake_models.fail_next({"status": 400, "message": "context length exceeded"})
+    best, _ = Completion.tune(DATA, "success", "max", eval_func, optimization_budget=0.02, num_samples=4,
+                              model="fake-chat", prompt=["{question}"], max_tokens=8, logging_level=logging.ERROR)
+    assert best["model"] == "fake-chat"
+
+
+def test_a_search_pruned_everywhere_ends(fake_models):
+    start = time.monotonic()
+    with pytest.raises(BudgetError, match="no config was evaluated in full"):
+        Completion.tune(DATA, "success", "max", eval_func, inference_budget=1e-9, optimization_budget=0.05,
+                        num_samples=-1, model="fake-chat", prompt="{question}", max_tokens=randint(4, 40),
+                        logging_level=logging.ERROR)
+    assert time.monotonic() - start < 60
+
+
+def test_callable_prompts_are_told_apart_for_pruning():
+    short, long_ = (lambda d: "a"), (lambda d: "a " * 100)
+    space = build_space({"model": "m", "prompt": [short, long_]})
+    assert space.choice_key({"model": "m", "prompt": short}) != space.choice_key({"model": "m", "prompt": long_})
