@@ -138,8 +138,8 @@ def _prepare_one(config: Mapping[str, Any], context, catalog, default_seed, forc
 
 def _transport(config: Mapping[str, Any]) -> dict:
     out = {}
-    for key, field_name in TRANSPORT_KEYS.items():
-        value = config.get(key)
+    for key in TRANSPORT_KEYS.keys() & config.keys():
+        value, field_name = config[key], TRANSPORT_KEYS[key]
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -178,8 +178,13 @@ class Requester:
         if use_cache:
             first = requests[0]
             cache = self.caches.for_seed(first.seed)
-            hits = [cache.get(key) for _, key in first.parts]
-            if all(hit is not None for hit in hits):
+            hits = []
+            for _, key in first.parts:
+                hit = cache.get(key)
+                if hit is None:
+                    break
+                hits.append(hit)
+            else:
                 return Outcome(fanout.merge_responses(hits), 0.0, len(hits), first)
         return self.providers.loop.run(self.arun(requests, use_cache), on_interrupt=lambda: None)
 

@@ -48,10 +48,12 @@ def resolve_endpoint(spec: ModelSpec, overrides: dict | None = None) -> Endpoint
     o = overrides or {}
     if o.get("api_type") == "open_ai":  # the legacy spelling
         o = dict(o, api_type="openai")
-    key_env = o.get("api_key_env") or spec.api_key_env or DEFAULT_KEY_ENV.get(o.get("api_type") or spec.provider)
-    env = (os.environ.get(key_env) if key_env else None, os.environ.get("AZURE_OPENAI_ENDPOINT"),
-           os.environ.get("OPENAI_API_VERSION"))
-    return _resolve(spec, tuple(sorted(o.items())), key_env, env)
+    provider = o.get("api_type") or spec.provider
+    key_env = o.get("api_key_env") or spec.api_key_env or DEFAULT_KEY_ENV.get(provider)
+    env = (os.environ.get(key_env) if key_env else None,
+           *((os.environ.get("AZURE_OPENAI_ENDPOINT"), os.environ.get("OPENAI_API_VERSION"))
+             if provider == "azure" else (None, None)))
+    return _resolve(spec, tuple(sorted(o.items())) if o else (), key_env, env)
 
 
 @functools.lru_cache(maxsize=1024)
