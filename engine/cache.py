@@ -118,7 +118,7 @@ OPEN_ENVIRONMENTS = _OpenEnvironments()
 class CacheRoot:
     """Opens `{root}/{seed}` caches on demand and keeps one handle per seed in this process."""
 
-    def __init__(self, root: str | os.PathLike = ".cache", map_size: int = DEFAULT_MAP_SIZE):
+    def __init__(self, root: str | os.PathLike, map_size: int = DEFAULT_MAP_SIZE):
         self.root = Path(root)
         self.map_size = map_size
         self._caches: dict[int | str, ResponseCache] = {}  # a fast path to the shared handles

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from .cache import CacheRoot
-from .config import CacheConfig, RequestsConfig
+from .config import DEFAULT_MODEL, CacheConfig, RequestsConfig
 from .models import ModelCatalog
 from .providers import ProviderClient, RetryPolicy
 from .providers.embedded import EmbeddedServer
@@ -88,7 +88,7 @@ class Session:
         requests = prepare(config, context, self.catalog, self.seed, force_chat)
         return self.requester.run(requests, use_cache)
 
-    def embedded_server(self, model: str = "smollm2") -> EmbeddedServer:
+    def embedded_server(self, model: str = DEFAULT_MODEL) -> EmbeddedServer:
         """The embedded server that serves `model` (started on first use)."""
         return self.providers.embedded(resolve_endpoint(self.catalog.get(model)))
 

@@ -19,6 +19,7 @@ from engine.providers import ProviderClient
 from engine.providers.embedded import EmbeddedServer, _alive
 from engine.requests import Requester, prepare
 from engine.cache import CacheRoot
+from engine.session import Session
 
 FAKE = str(Path(__file__).with_name("fake_openai.py"))
 
@@ -47,7 +48,7 @@ def ask(requester: Requester, name: str, text: str = "What is 1 + 2?") -> dict:
 
 
 def test_a_server_that_dies_again_after_a_restart_is_said_at_once_in_words(runtime):
-    server = EmbeddedServer(name="crashy", command=standin("--die-with", "SIGILL"))
+    server = EmbeddedServer("crashy", 2048, command=standin("--die-with", "SIGILL"))
     requester = requester_for(server)
     start = time.monotonic()
     with pytest.raises(EmbeddedServerError) as caught:
@@ -68,7 +69,7 @@ def test_a_server_that_dies_again_after_a_restart_is_said_at_once_in_words(runti
 def test_a_server_that_dies_while_starting_is_said_at_once(runtime):
     """It dies 1.5 s in, while its starter still holds the start lock and waits for it to answer."""
     dies = [sys.executable, "-c", "import os, signal, time; time.sleep(1.5); os.kill(os.getpid(), signal.SIGILL)"]
-    server = EmbeddedServer(name="dies-starting", command=lambda port: dies, ready_timeout=60)
+    server = EmbeddedServer("dies-starting", 2048, command=lambda port: dies, ready_timeout=60)
     start = time.monotonic()
     with pytest.raises(EmbeddedServerError, match=r"exited while starting, by signal SIGILL \(Illegal instruction\)"):
         server.base_url()
@@ -76,7 +77,7 @@ def test_a_server_that_dies_while_starting_is_said_at_once(runtime):
 
 
 def test_a_killed_server_is_restarted_transparently(runtime):
-    server = EmbeddedServer(name="killed", command=standin())
+    server = EmbeddedServer("killed", 2048, command=standin())
     requester = requester_for(server)
     assert ask(requester, "killed")["choices"][0]["message"]["content"] == "3"
     first = server.read_state()
@@ -92,7 +93,7 @@ def test_a_slow_server_is_joined_and_never_stopped_by_a_process_that_joins_and_l
     """A stand-in answers /v1/models after 5 s (a busy server on a loaded machine); this process uses it
     while a second process joins and leaves: no request is lost and the server's pid stays the same."""
     runtime.mkdir(parents=True)
-    server = EmbeddedServer()  # the default install's key: the second process computes the same one
+    server = Session().embedded_server()  # the configured smollm2 server: the second process finds the same one
     standin_proc = subprocess.Popen([sys.executable, FAKE, "--models-delay", "5"], stdout=subprocess.PIPE, text=True,
                                     start_new_session=True)
     try:
@@ -111,7 +112,7 @@ def test_a_slow_server_is_joined_and_never_stopped_by_a_process_that_joins_and_l
 
         user = threading.Thread(target=use_it)
         user.start()
-        code = "from engine.providers.embedded import EmbeddedServer; print(EmbeddedServer().base_url())"
+        code = "from engine.session import Session; print(Session().embedded_server().base_url())"
         second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                                 env=os.environ)
         time.sleep(1.0)
@@ -129,7 +130,7 @@ def test_a_slow_server_is_joined_and_never_stopped_by_a_process_that_joins_and_l
 ORPHAN = textwrap.dedent("""
     import os, signal, sys
     from engine.providers.embedded import EmbeddedServer
-    server = EmbeddedServer(name="orphan", idle_timeout=2,
+    server = EmbeddedServer("orphan", 2048, idle_timeout=2,
                             command=lambda port: [sys.executable, sys.argv[1], "--port", str(port)])
     server.base_url()
     print(server.read_state()["pid"], flush=True)
@@ -152,9 +153,9 @@ def test_a_server_whose_users_were_all_killed_stops_after_its_idle_timeout(runti
 
 
 def test_the_server_is_keyed_by_install(monkeypatch, runtime):
-    here = EmbeddedServer()
+    here = EmbeddedServer("smollm2", 2048)
     assert here.key  # computed now, with this interpreter
     monkeypatch.setattr(sys, "executable", "/another/clone/.venv/bin/python")
-    other = EmbeddedServer()
+    other = EmbeddedServer("smollm2", 2048)
     assert here.key != other.key and here.state_path != other.state_path
-    assert EmbeddedServer(n_ctx=4096).key != other.key
+    assert EmbeddedServer("smollm2", 4096).key != other.key

