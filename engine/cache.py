@@ -13,6 +13,7 @@ import lmdb
 import orjson
 
 from .errors import CacheError
+from .inflight import InFlight
 
 DEFAULT_MAP_SIZE = 256 * 2**20  # virtual reservation, the file grows only as it fills
 
@@ -29,6 +30,7 @@ class ResponseCache:
         except (OSError, lmdb.Error) as exc:
             raise CacheError(f"cannot open the response cache at {self.path}: {exc}") from None
         self._write_lock = threading.Lock()
+        self.inflight = InFlight(self.path / "inflight")  # requests being paid for by some process right now
 
     def get(self, key: bytes) -> dict | None:
         """The cached response, or None on a miss or an entry that cannot be decoded."""
@@ -74,6 +76,7 @@ class ResponseCache:
                 txn.drop(main_db, delete=False)
 
     def close(self) -> None:
+        self.inflight.close()
         self._env.close()
 
 

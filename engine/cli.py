@@ -6,8 +6,20 @@ import logging
 import sys
 
 from .errors import EngineError
+from .public import SECRET_KEYS
 
 NOISY = ("httpx", "httpx2", "openai", "urllib3", "flaml", "optuna", "matplotlib", "mlflow", "alembic")
+
+
+def refuse_secrets_on_the_command_line(argv: list[str]) -> None:
+    """Credentials given as Hydra overrides (`+model.api_key=...`) would be written to .hydra/*.yaml before
+    any check of the engine's runs: refuse them before Hydra starts."""
+    for arg in argv[1:]:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if "=" in arg and key.rsplit(".", 1)[-1] in SECRET_KEYS:
+            raise SystemExit(f"error: {key}: credentials are never taken from the command line (Hydra would write "
+                             "them to .hydra/*.yaml); set the environment variable instead (OPENAI_API_KEY, "
+                             "AZURE_OPENAI_API_KEY, or the one the model's api_key_env names)")
 
 
 def quiet_libraries() -> None:

@@ -14,6 +14,7 @@ from typing import Any, List, Optional
 from omegaconf import MISSING
 
 from .errors import ConfigError
+from .store import check_uri
 from .models import ModelSpec
 
 
@@ -156,6 +157,8 @@ def to_run_config(cfg) -> RunConfig:
     for path, value, ok in checks:
         if not ok:
             raise ConfigError(f"{path}: invalid value {value!r}")
+    if run.tracking.enabled:
+        check_uri(run.tracking.uri)
     return run
 
 

@@ -63,5 +63,13 @@ class BudgetError(EngineError):
     """A budget is invalid, or a request does not fit in what is left of it."""
 
 
+class BudgetExhausted(BudgetError):
+    """The budget has no room for the next attempt of a request (after one that may have been billed)."""
+
+
+class BudgetOverrunError(BudgetError):
+    """A response cost more than its worst-case bound: the bound (a model's config) is wrong."""
+
+
 class MissingCredentialsError(ConfigError):
     """An endpoint needs a key that the environment does not hold."""

@@ -14,8 +14,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from .budget import BudgetGuard, worst_case_cost
-from .errors import ConfigError
+from .budget import BudgetGuard, worst_case_cost, worst_case_tokens
+from .errors import BudgetExhausted, BudgetOverrunError, ConfigError
 from .requests import Outcome, PreparedRequest, Requester, prepare
 
 AGGREGATORS: dict[str, Callable] = {"avg": statistics.fmean, "mean": statistics.fmean, "average": statistics.fmean,
@@ -117,7 +117,7 @@ class Evaluator:
                 if stopped():
                     return
                 try:
-                    outcome = await self.requester.arun(requests, use_cache)
+                    outcome = await self.requester.arun(requests, use_cache, self.budget)
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:  # noqa: BLE001 - recorded, raised once the others are done
@@ -126,7 +126,10 @@ class Evaluator:
                     if self.budget is not None:
                         self.budget.settle(reservations[i], paid, paid)
                         reservations[i] = 0.0
-                    run.error = run.error or exc
+                    if isinstance(exc, BudgetExhausted):  # no room left to retry: the budget ends the run here
+                        run.budget_exhausted = True
+                    else:
+                        run.error = run.error or exc
                     return
             run.outcomes[i] = outcome
             run.spent += outcome.spent
@@ -138,6 +141,8 @@ class Evaluator:
             cost = self.requester.cost(outcome.request.model, outcome.response)
             run.cost += cost
             if self.budget is not None:
+                if self.budget.limit is not None and cost > reservations[i] * (1 + 1e-9):
+                    run.error = run.error or self._overrun(outcome, reservations[i], cost)
                 self.budget.settle(reservations[i], cost, outcome.spent)
                 reservations[i] = 0.0
             bar.update(1)
@@ -147,6 +152,21 @@ class Evaluator:
             await asyncio.gather(*(one(i, r) for i, r in enumerate(prepared)))
         finally:
             bar.close()
+
+
+    def _overrun(self, outcome: Outcome, reserved: float, cost: float) -> BudgetOverrunError:
+        """The answer cost more than the bound its reservation rested on: say by how much, and where."""
+        request = outcome.request
+        spec = self.requester.catalog.get(request.model)
+        bounds = [worst_case_tokens(spec, payload) for payload, _ in request.parts]
+        usage = outcome.response.get("usage") or {}
+        return BudgetOverrunError(
+            f"{request.endpoint.describe()}: an answer reported {usage.get('prompt_tokens')} prompt + "
+            f"{usage.get('completion_tokens')} completion tokens (${cost:.6f}); its reservation assumed at most "
+            f"{sum(b.prompt for b in bounds)} + {sum(b.completion for b in bounds)} (${reserved:.6f}); dollars "
+            f"paid so far ${self.budget.paid + outcome.spent:.6f}. The bound is wrong for this model: raise "
+            f"prompt_overhead_tokens or completion_margin_tokens in conf/model/{request.model}.yaml. The run "
+            "stops here so that the budget stays a cap.")
 
 
 def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg") -> dict:

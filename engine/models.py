@@ -41,6 +41,9 @@ class ModelSpec:
     # Upper bound on the tokens a request adds beyond its text (chat template, injected system prompt),
     # used only for worst-case budget reservations; 8 more are counted per message.
     prompt_overhead_tokens: int = 32
+    # Tokens a server may return beyond max_tokens per choice (llama.cpp completes a multi-byte character),
+    # for the same bounds.
+    completion_margin_tokens: int = 4
     description: str = ""
 
     def __post_init__(self):

@@ -2,10 +2,12 @@
 as an MLflow model version and point the alias at it (the last tune when no run_id is given)."""
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import friendly_errors, quiet_libraries
+from .cli import friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs
 from .promotion import promote
 
@@ -22,5 +24,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    refuse_secrets_on_the_command_line(sys.argv)
     register_configs()
     main()

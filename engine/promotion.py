@@ -10,11 +10,12 @@ from pathlib import Path
 
 from .config import TrackingConfig
 from .errors import ConfigError
+from .store import check_uri
 
 
 def tracking_uri(uri: str | None = None) -> str:
     """The store to use: the one given, else MLFLOW_TRACKING_URI, else the local default."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or TrackingConfig.uri
+    return check_uri(uri or os.environ.get("MLFLOW_TRACKING_URI") or TrackingConfig.uri)
 
 
 def _client(uri: str | None):

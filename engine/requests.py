@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from . import fanout
+from .budget import BudgetGuard, worst_case_cost
 from .cache import CacheRoot
 from .errors import ConfigError, EngineError, MissingCredentialsError, ProviderError
 from .keys import request_digest
@@ -188,7 +189,8 @@ class Requester:
                 return Outcome(fanout.merge_responses(hits), 0.0, len(hits), first)
         return self.providers.loop.run(self.arun(requests, use_cache), on_interrupt=lambda: None)
 
-    async def arun(self, requests: list[PreparedRequest], use_cache: bool = True) -> Outcome:
+    async def arun(self, requests: list[PreparedRequest], use_cache: bool = True,
+                   budget: BudgetGuard | None = None) -> Outcome:
         """Cache hit, or the first endpoint that answers (config_list order). The parts of one request that
         the cache lacks are sent concurrently, and a request identical to one already in flight waits for
         that answer instead of paying again.
@@ -201,8 +203,8 @@ class Requester:
             cache = self.caches.for_seed(request.seed) if use_cache else None
             cached = [cache.get(key) if cache is not None else None for _, key in request.parts]
             missing = [part for part, hit in zip(request.parts, cached, strict=True) if hit is None]
-            results = await asyncio.gather(*(self._afetch(cache, request, payload, key) for payload, key in missing),
-                                           return_exceptions=True)
+            results = await asyncio.gather(*(self._afetch(cache, request, payload, key, budget)
+                                             for payload, key in missing), return_exceptions=True)
             paid = sum(r[1] for r in results if not isinstance(r, BaseException))
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
@@ -222,11 +224,13 @@ class Requester:
             return Outcome(fanout.merge_responses(responses), paid + wasted, hits, request)
         raise _all_failed(errors, wasted)
 
-    async def _afetch(self, cache, request: PreparedRequest, payload: dict, key: bytes) -> tuple[dict, float, bool]:
-        """(response, dollars paid, shared with an identical request in flight)."""
+    async def _afetch(self, cache, request: PreparedRequest, payload: dict, key: bytes,
+                      budget: BudgetGuard | None) -> tuple[dict, float, bool]:
+        """(response, dollars paid, shared with an identical request in flight in this or another process)."""
+        on_unanswered = self._unanswered_hook(budget, request, payload)
         if cache is None:
-            response = await self.providers.acomplete(request, payload)
-            return response, self._keep(None, key, request, response), False
+            response = await self.providers.acomplete(request, payload, on_unanswered)
+            return response, self.cost(request.model, response), False
         slot = (id(cache), key)
         pending = self._in_flight.get(slot)
         if pending is not None:
@@ -234,10 +238,17 @@ class Requester:
         future = asyncio.get_running_loop().create_future()
         self._in_flight[slot] = future
         try:
-            response = await self.providers.acomplete(request, payload)
-            cost = self._keep(cache, key, request, response)
+            shared = await _claim_or_wait(cache, key)
+            if shared is not None:
+                future.set_result(shared)
+                return shared, 0.0, True
+            try:
+                response = await self.providers.acomplete(request, payload, on_unanswered)
+                cache.put(key, response)  # durable before anyone uses it
+            finally:
+                cache.inflight.release(key)
             future.set_result(response)
-            return response, cost, False
+            return response, self.cost(request.model, response), False
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters get it, nobody is warned about it
@@ -245,12 +256,29 @@ class Requester:
         finally:
             del self._in_flight[slot]
 
-    def _keep(self, cache, key: bytes, request: PreparedRequest, response: dict) -> float:
-        """Store a paid response durably (before anyone uses it) and return what it cost."""
-        if cache is not None:
-            cache.put(key, response)
-        return self.cost(request.model, response)
+    def _unanswered_hook(self, budget: BudgetGuard | None, request: PreparedRequest, payload: dict):
+        """Called when an attempt may have been billed without an answer; False stops the retries."""
+        if budget is None:
+            return None
+        worst = worst_case_cost(self.catalog.get(request.model), payload)
+        return lambda: budget.unanswered_attempt(worst)
 
+
+async def _claim_or_wait(cache, key: bytes) -> dict | None:
+    """Claim `key` for this process (None: go and pay), or wait for the process that is paying for it and
+    return its answer from the cache. A claim whose owner dies or overstays its lease is taken over."""
+    delay = 0.02
+    while True:
+        holder = cache.inflight.claim(key)
+        hit = cache.get(key)  # answered between our miss and our claim, or while we waited
+        if hit is not None:
+            if holder is None:
+                cache.inflight.release(key)
+            return hit
+        if holder is None:
+            return None
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
 
 def _all_failed(errors: list[ProviderError], spent: float = 0.0) -> EngineError:
     if len(errors) == 1:

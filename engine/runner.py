@@ -36,6 +36,8 @@ class Summary:
     requests: int = 0
     stopped_by_budget: bool = False
     nominal_prices: bool = False  # the model's price is nominal (a local model): no money was billed
+    unanswered_requests: int = 0  # attempts that timed out after sending: they may have been billed
+    unanswered_usd: float = 0.0  # their worst case
     output_dir: str = ""
     mlflow_run: str | None = None
     mlflow_ui: str | None = None  # how to see the runs just written
@@ -50,6 +52,8 @@ class Summary:
                 ("dollars paid", f"${self.paid:.6f} (tune ${self.tune_paid:.6f} of ${self.budget:g} budget, "
                                  f"test ${self.paid - self.tune_paid:.6f})"
                                  + ("; nominal prices, nothing was billed" if self.nominal_prices else "")),
+                *([("possibly billed", f"up to ${self.unanswered_usd:.6f} for {self.unanswered_requests} attempts "
+                                       "that timed out after sending")] if self.unanswered_requests else []),
                 ("saved by the cache", f"${self.saved:.6f}"),
                 ("requests / cache hits", f"{self.requests} / {self.cache_hits}"), ("results in", self.output_dir)]
         if self.mlflow_run:
@@ -156,6 +160,8 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       cache_hits=sum(t.cache_hits for t in tuner.trials) + test_result.get("cache_hits", 0),
                       requests=sum(t.requests for t in tuner.trials) + test_result.get("requests", 0),
                       stopped_by_budget=tuner.stopped_by_budget, output_dir=str(out),
+                      unanswered_requests=tuner.guard.unanswered_requests + test_result["unanswered_requests"],
+                      unanswered_usd=tuner.guard.unanswered + test_result["unanswered_usd"],
                       nominal_prices=all(session.catalog.get(m).price_is_nominal for m in tuner.space.models),
                       mlflow_run=tracker.run_id if tracker else None,
                       mlflow_ui=tracker.ui_hint() if tracker else None)

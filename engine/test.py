@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from .cli import friendly_errors, quiet_libraries
+from .cli import friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs, to_run_config
 from .errors import ConfigError
 from .runner import load_saved_config, session_for
@@ -32,5 +33,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    refuse_secrets_on_the_command_line(sys.argv)
     register_configs()
     main()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+from .budget import BudgetGuard
 from .errors import ConfigError
 from .evaluation import Evaluator, aggregate, evaluate_points, extract_text
 from .requests import Requester
@@ -21,7 +22,8 @@ def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config:
         raise ConfigError("data is empty: nothing to test")
     if not isinstance(config, Mapping):
         raise ConfigError(f"config must be a dict (or a models:/ URI for Completion.test), got {type(config).__name__}")
-    run = Evaluator(requester, seed, concurrency, force_chat=force_chat, progress=progress).run(
+    money = BudgetGuard(None)  # no cap: it counts what timed-out attempts may have cost
+    run = Evaluator(requester, seed, concurrency, money, force_chat, progress).run(
         config, data, use_cache=use_cache, desc="test")
     per_instance = evaluate_points(run, data, range(len(data)), eval_func)
     result = aggregate(per_instance, agg_method)
@@ -31,6 +33,8 @@ def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config:
     result["saved"] = run.cost - run.spent
     result["cache_hits"] = run.cache_hits
     result["requests"] = run.requests
+    result["unanswered_requests"] = money.unanswered_requests  # timed out after sending: may have been billed
+    result["unanswered_usd"] = money.unanswered  # their worst case
     if return_details:
         return result, per_instance, [extract_text(o.response) for o in run.outcomes]
     return result

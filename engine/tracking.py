@@ -16,6 +16,7 @@ from typing import Any
 
 from .public import public_view
 from .records import TrialRecord
+from .store import ensure_store
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
 
@@ -54,6 +55,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        ensure_store(uri)  # a local store is made whole before the tune starts, never half-migrated
         self.mlflow = mlflow
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.uri = uri

@@ -4,12 +4,14 @@ Hydra's own flags work: `-m` for sweeps, `--cfg job` to print the composed confi
 """
 from __future__ import annotations
 
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .cli import friendly_errors, quiet_libraries
+from .cli import friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs, to_run_config
 from .errors import ConfigError
 from .runner import run_experiment
@@ -32,5 +34,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    refuse_secrets_on_the_command_line(sys.argv)
     register_configs()
     main()

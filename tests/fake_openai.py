@@ -60,10 +60,14 @@ class FakeOpenAI:
         self.ignore_n = ignore_n
         self.responder = responder
         self.script: deque[dict] = deque()  # faults for the next requests, in order
+        self.fault_rule: Callable[[int], dict | None] | None = None  # a fault for request i, once the script is empty
+        self.extra_completion_tokens = 0  # reported beyond what was generated (llama.cpp on CJK output does)
+        self.usage_override: dict | None = None  # replaces fields of the reported usage (absurd or broken ones)
         self.requests: list[dict] = []  # every request received, faults included
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
+        self._httpd.handle_error = lambda request, address: None  # a client that gave up mid-answer is expected
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -77,8 +81,13 @@ class FakeOpenAI:
     def billed(self, prompt_price_1k: float, completion_price_1k: float) -> float:
         """Dollars for every answered request, recomputed from the usage this server reported."""
         usages = [r["usage"] for r in self.requests if "usage" in r]
-        return sum(u["prompt_tokens"] * prompt_price_1k + u["completion_tokens"] * completion_price_1k
+        return sum(u.get("prompt_tokens", 0) * prompt_price_1k + u.get("completion_tokens", 0) * completion_price_1k
                    for u in usages) / 1000
+
+    def paid_twice(self) -> int:
+        """Answers billed for a request body this server had already answered and billed."""
+        bodies = [json.dumps(r["body"], sort_keys=True) for r in self.requests if "usage" in r]
+        return len(bodies) - len(set(bodies))
 
     def completions(self) -> list[dict]:
         """Bodies of the requests that were answered successfully."""
@@ -113,11 +122,16 @@ class FakeOpenAI:
             else:
                 choices.append({"index": i, "finish_reason": "stop", "logprobs": None, "text": text})
         prompt_tokens = count_tokens(prompt_text)
+        completion_tokens += self.extra_completion_tokens * n
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        if self.usage_override is not None:
+            usage.update(self.usage_override)
+            usage = {k: v for k, v in usage.items() if v is not None}
         return {
             "id": f"fake-{len(self.requests)}", "object": "chat.completion" if chat else "text_completion",
             "created": 1700000000, "model": body.get("model"), "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": usage,
         }
 
     def _handler(self):
@@ -156,6 +170,8 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake._lock:
                     fault = fake.script.popleft() if fake.script else None
+                    if fault is None and fake.fault_rule is not None:
+                        fault = fake.fault_rule(len(fake.requests))
                     record = {"path": self.path, "headers": dict(self.headers), "body": body,
                               "time": time.monotonic(), "answered": fault is None}
                     fake.requests.append(record)
@@ -163,10 +179,18 @@ class FakeOpenAI:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                if fault and fault.get("stall"):
+                if fault and fault.get("stall"):  # the client gives up first; the answer is still made and billed
                     time.sleep(fault["stall"])
                     record["answered"] = True
                     fault = None
+                if fault and "body" in fault:  # a broken answer with HTTP 200 (not billed: it has no usage)
+                    data = fault["body"]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if fault:
                     status = fault.get("status", 500)
                     message = fault.get("message", f"scripted failure {status}")

@@ -9,10 +9,10 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 LAYERS = [
-    {"errors", "keys", "public", "registry", "fanout", "templates", "sandbox", "aio", "plots"},  # leaves
+    {"errors", "keys", "public", "registry", "fanout", "templates", "sandbox", "aio", "plots", "store"},  # leaves
     {"models", "records"},
     {"config"},  # the typed schemas
-    {"cache", "budget", "providers"},  # the response cache, money, the openai clients and the embedded server
+    {"cache", "inflight", "budget", "providers"},  # the response cache, money, the openai clients, the embedded server
     {"requests"},  # one request: template -> cache -> provider -> cost
     {"session", "evaluation"},  # the owner of resources; one config over data
     {"testing", "tuning", "tasks"},

@@ -59,6 +59,14 @@ def test_multirun_sweeps_two_budgets_on_the_embedded_model_then_test_reuses_the_
     assert result["cache_hits"] == result["requests"] >= 3 and result["spent"] == 0  # the tune's test run, cached
 
 
+def test_a_key_given_as_an_override_is_refused_before_hydra_writes_it(tmp_path):
+    secret = "sk-test-OVERRIDE-0123456789abcdef"
+    out = engine("engine.tune", f"+model.api_key={secret}", "task=capitals", cwd=tmp_path)
+    assert out.returncode != 0 and "model.api_key: credentials are never taken from the command line" in out.stderr
+    assert "OPENAI_API_KEY" in out.stderr and secret not in out.stdout + out.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "Hydra wrote files before the refusal"
+
+
 def test_no_secret_in_anything_written(tmp_path):
     secret = "sk-test-DO-NOT-LEAK-0123456789abcdef"
     with FakeOpenAI() as fake:

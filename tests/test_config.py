@@ -46,8 +46,11 @@ def test_a_key_forced_in_with_plus_is_still_rejected():
 
 @pytest.mark.parametrize("override, where", [
     ("budget.optimization=-1", "budget.optimization"),
+    ("budget.optimization=inf", "budget.optimization"),
+    ("budget.inference=nan", "budget.inference"),
     ("budget.num_samples=0", "budget.num_samples"),
     ("parallel.concurrency=0", "parallel.concurrency"),
+    ("tracking.uri=foo://mlflow.internal", r"tracking.uri: 'foo://mlflow.internal' has an unknown scheme 'foo'; use"),
 ])
 def test_invalid_values_fail_before_any_request_naming_the_key_path(override, where):
     with pytest.raises(ConfigError, match=where):
@@ -63,6 +66,20 @@ def test_search_domains_are_declared_in_yaml():
     assert to_domain(0.3, "x") == 0.3
     with pytest.raises(ConfigError, match="search.temperature"):
         to_domain({"gaussian": [0, 1]}, "search.temperature")
+
+
+@pytest.mark.parametrize("override, says", [
+    ("search.max_tokens=[bogus,1,2]", r"search.max_tokens: 'bogus' is not a search domain; write a number, a list "
+                                      r"of numbers to choose among \(or \[choice, a, b, ...\]\), or \[name, low, high\]"),
+    ("search.temperature=[uniformm,0,1]", r"'uniformm' is not a search domain \(did you mean uniform\?\)"),
+    ("search.n=[randint,0,3]", r"n must be >= 1 everywhere in the search space, got randint\(0, 3\)"),
+    ("search.max_tokens=[choice,8,1.5]", r"max_tokens must be a whole number, got choice\(\[8, 1.5\]\)"),
+])
+def test_a_bad_search_domain_names_the_key_and_the_allowed_forms(override, says):
+    from engine.tuning import build_space
+    run = to_run_config(composed(override))
+    with pytest.raises(ConfigError, match=says):
+        build_space(search_space(run, load_task(run.task)))
 
 
 def test_search_space_takes_task_defaults_and_overrides():

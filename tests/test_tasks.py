@@ -50,6 +50,20 @@ def test_generic_task_from_config(tmp_path):
         task("generic", path=str(data), answer_field="gold", metric="fuzzy", prompts=["{q}"])
 
 
+def test_a_bad_jsonl_line_is_named_with_its_file_and_line(tmp_path):
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"q": "What is 2+2?", "answer": "4"}\n\n{"q": "What is 3+3?", "answer": 6\n')
+    with pytest.raises(ConfigError, match=rf"{data}:3: not a JSON object"):
+        task("generic", path=str(data), prompts=["{q}"])
+
+
+def test_a_csv_row_without_an_answer_is_refused_not_graded_as_none(tmp_path):
+    data = tmp_path / "qa.csv"
+    data.write_text("q,answer\nWhat is 2+2?,4\nWhat is 3+3?\nWhat is 1+1?,2\n")
+    with pytest.raises(ConfigError, match=rf"'answer' has no value in {data}:3 \(1 point\(s\) lack it\)"):
+        task("generic", path=str(data), prompts=["{q}"])
+
+
 def test_builtin_metrics():
     assert METRICS.get("exact_match")(" Paris. ", "paris")
     assert METRICS.get("contains")("The capital is Paris.", "Paris")

@@ -9,16 +9,18 @@ import asyncio
 import threading
 import weakref
 from dataclasses import replace
+from typing import Callable
 
 import openai
 from tenacity import AsyncRetrying
 
 from ..aio import LoopThread
 from ..config import RequestsConfig
+from ..errors import BudgetExhausted
 from .answers import parse_answer
 from .embedded import EmbeddedServer
 from .endpoint import Endpoint
-from .retry import RetryPolicy, is_retryable, provider_error, retry_after_seconds
+from .retry import RetryPolicy, is_retryable, possibly_billed, provider_error, retry_after_seconds
 
 class ProviderClient:
     """Async openai clients per endpoint, retries, and the embedded server; one request path for all."""
@@ -92,26 +94,30 @@ class ProviderClient:
         client = self._client(request.endpoint)
         return client if request.timeout is None else client.with_options(timeout=float(request.timeout))
 
-    async def acomplete(self, request, payload: dict) -> dict:
+    async def acomplete(self, request, payload: dict, on_unanswered: Callable[[], bool] | None = None) -> dict:
         """Send `payload` (one part of a PreparedRequest); returns a JSON-ready dict.
 
         The first attempt goes straight to the SDK (most calls succeed, and this path is hot); a
         retryable failure hands over to tenacity, after the wait the policy gives for that failure.
+        `on_unanswered()` is called after an attempt that may have been billed without an answer (a
+        timeout, a connection dropped after sending); when it returns False there is no budget for another
+        attempt and BudgetExhausted is raised.
         """
         endpoint = request.endpoint
         try:
-            return await self._attempt(request, payload)
+            return await self._attempt(request, payload, on_unanswered)
         except openai.OpenAIError as exc:
             await asyncio.sleep(self._first_wait(request, exc))
         try:
             async for attempt in AsyncRetrying(**self._policy(request).tenacity_kwargs):
                 with attempt:
-                    return await self._attempt(request, payload)
+                    return await self._attempt(request, payload, on_unanswered)
         except openai.OpenAIError as exc:
             raise provider_error(exc, endpoint.describe(), endpoint.api_key) from None
 
-    async def _attempt(self, request, payload: dict) -> dict:
-        """One try; a failure is reported at once (a dead embedded server is noticed per attempt)."""
+    async def _attempt(self, request, payload: dict, on_unanswered: Callable[[], bool] | None) -> dict:
+        """One try; a failure is reported at once (a dead embedded server is noticed per attempt, a
+        possibly billed one is counted before the next is made)."""
         endpoint = request.endpoint
         server = self.embedded(endpoint) if endpoint.provider == "embedded" else None
         if server is not None and server.ready_url() is None:
@@ -120,6 +126,10 @@ class ProviderClient:
             answer = await self._send(self._client_for(request), endpoint, payload)
         except openai.OpenAIError as exc:
             self._on_failure(endpoint, exc)
+            if on_unanswered is not None and possibly_billed(exc) and not on_unanswered():
+                raise BudgetExhausted(f"{endpoint.describe()}: an attempt timed out or lost its connection after "
+                                      "sending (it may have been billed), and the budget has no room to try "
+                                      "again") from None
             raise
         if server is not None:
             server.mark_answered()

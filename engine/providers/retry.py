@@ -24,6 +24,15 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and (exc.status_code >= 500 or exc.status_code in (408, 409))
 
 
+def possibly_billed(exc: BaseException) -> bool:
+    """The request was sent and no answer came back: the server may have finished and billed it (a read
+    timeout, a connection dropped mid-answer). A refused connection or an HTTP error was not billed."""
+    if not isinstance(exc, openai.APIConnectionError):  # APITimeoutError is one too
+        return False
+    # by name: the SDK's transport is httpx or httpx2 depending on its version, and both name them so
+    return type(exc.__cause__).__name__ not in ("ConnectError", "ConnectTimeout")
+
+
 def retry_after_seconds(exc: BaseException) -> float | None:
     """The server's Retry-After (or retry-after-ms) in seconds, if it sent one."""
     response = getattr(exc, "response", None)

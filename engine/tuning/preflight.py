@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..budget import worst_case_cost
+from ..budget import worst_case_cost, worst_case_tokens
 from ..errors import BudgetError, ConfigError
 from ..models import ModelCatalog
 from ..requests import prepare
@@ -46,8 +46,8 @@ def estimate(spec: TuneSpec, space: SearchSpace, catalog: ModelCatalog, seed) ->
             for i, point in enumerate(spec.data):
                 worst = prepare(dict(base, n=1, max_tokens=int(mt_max) if mt_max else None), point, catalog, seed,
                                 spec.force_chat, index=i)[0]
-                one = worst_case_cost(spec_m, worst.payload)
-                prompt_part = worst_case_cost(spec_m, dict(worst.payload, max_tokens=1)) - spec_m.completion_price
+                bound = worst_case_tokens(spec_m, worst.payload)
+                one, prompt_part = bound.cost(spec_m), bound.prompt * spec_m.prompt_price
                 # a provider that ignores n pays the prompt per choice; one that honours it, per ladder step
                 trial += n_max * one if spec_m.ignores_n else chunks * prompt_part + n_max * (one - prompt_part)
                 low = dict(worst.payload, max_tokens=int(mt_min) if mt_min else None)
@@ -68,11 +68,21 @@ def _bound(space: SearchSpace, name: str, default):
         return default, default
 
 
-def check_metric_named(spec: TuneSpec) -> None:
-    """Dry-run eval_func on an empty answer: a metric it never returns is an error now, not after spending."""
-    try:
-        probe = spec.eval_func([""], **spec.data[0])
-    except Exception:  # noqa: BLE001 - an eval_func may not cope with an empty answer; checked on real ones
-        return
-    if isinstance(probe, dict) and spec.metric not in probe:
-        raise ConfigError(f"metric {spec.metric!r} is not in eval_func's result (it returns {sorted(probe)})")
+def dry_run_eval_func(spec: TuneSpec) -> None:
+    """Call eval_func on the first point with two answers a model really gives (an empty one, and a plain
+    one): an eval_func that raises, returns something else than a dict, or lacks the metric or gives it as
+    a non-number would fail after money was spent, so it fails now."""
+    point = spec.data[0]
+    for answers in ([""], ["I do not know."]):
+        try:
+            probe = spec.eval_func(list(answers), **point)
+        except Exception as exc:  # noqa: BLE001 - reported with what it was given
+            raise ConfigError(f"eval_func raised {type(exc).__name__}: {exc} when given the answers {answers!r} "
+                              "for data point 0; it must grade any text a model may return") from exc
+        if not isinstance(probe, dict):
+            raise ConfigError(f"eval_func must return a dict of metrics, got {type(probe).__name__} for data point 0")
+        if spec.metric not in probe:
+            raise ConfigError(f"metric {spec.metric!r} is not in eval_func's result (it returns {sorted(probe)})")
+        value = probe[spec.metric]
+        if isinstance(value, str) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
+            raise ConfigError(f"eval_func's {spec.metric!r} is {value!r}: a metric must be a number (or a bool)")

@@ -5,6 +5,7 @@ Prompts, chat prefixes and stop lists are searched by index (FLAML samples numbe
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import math
 import warnings
@@ -147,9 +148,11 @@ def _check_positive(space: dict) -> None:
         value = space.get(name)
         if value is None:
             continue
+        if isinstance(value, Categorical) and not all(isinstance(c, int) for c in value.categories):
+            raise ConfigError(f"{name} must be a whole number, got {describe(value)}")
         low = _domain_bounds(value)[0] if isinstance(value, Domain) else value
         if not isinstance(low, (int, float)) or low < 1:
-            raise ConfigError(f"{name} must be >= 1 everywhere in the search space, got {value!r}")
+            raise ConfigError(f"{name} must be >= 1 everywhere in the search space, got {describe(value)}")
 
 
 def _label(template) -> str:
@@ -199,22 +202,59 @@ def _size(value) -> float:
 DOMAINS = ("uniform", "loguniform", "quniform", "randint", "lograndint", "qrandint", "choice", "randn")
 
 
+FORMS = ("a number, a list of numbers to choose among (or [choice, a, b, ...]), or [name, low, high] with name "
+         "one of uniform, loguniform, quniform, randint, lograndint, qrandint, randn")
+
+
 def to_domain(value: Any, path: str):
-    """YAML -> FLAML. `[uniform, 0, 2]` (or `{uniform: [0, 2]}`) is a domain, another list a choice,
-    anything else a constant. The list form overrides cleanly: `search.max_tokens=[randint,4,12]`."""
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str) and value[0] in DOMAINS:
+    """YAML -> FLAML. `[uniform, 0, 2]` (or `{uniform: [0, 2]}`) is a domain, `[choice, a, b]` or a list of
+    numbers a choice, a number a constant. The list form overrides cleanly: `search.max_tokens=[randint,4,12]`.
+    A name that is not a domain (`[uniformm, 0, 1]`) is an error naming the key, never a choice among strings."""
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+        if value[0] not in DOMAINS:
+            near = difflib.get_close_matches(value[0], DOMAINS, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ConfigError(f"{path}: {value[0]!r} is not a search domain{hint}; write {FORMS}")
         value = {value[0]: list(value[1:])}
     if isinstance(value, dict):
         if len(value) != 1 or next(iter(value)) not in DOMAINS:
             raise ConfigError(f"{path}: a search domain is one of {DOMAINS} with its arguments, e.g. "
                               f"{{uniform: [0, 2]}}; got {value!r}")
         name, args = next(iter(value.items()))
+        args = list(args) if isinstance(args, (list, tuple)) else [args]
         if name == "choice":
-            return tune.choice(list(args))
+            return tune.choice(args)
         try:
-            return getattr(tune, name)(*(args if isinstance(args, (list, tuple)) else [args]))
+            return getattr(tune, name)(*args)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: {name}{tuple(args)} is not a valid domain: {exc}") from None
     if isinstance(value, (list, tuple)):
+        if not value or any(isinstance(v, (str, list, dict)) for v in value):
+            raise ConfigError(f"{path}: {list(value)!r} is not a list of numbers; write {FORMS}")
         return tune.choice(list(value))
+    if isinstance(value, str):
+        raise ConfigError(f"{path}: {value!r} is not a number; write {FORMS}")
     return value
+
+
+def describe(value) -> str:
+    """A domain as it is written (`lograndint(4, 16)`, `choice([1, 2])`), not `<Integer object at 0x...>`."""
+    if isinstance(value, Categorical):
+        return f"choice({[describe(c) if isinstance(c, (dict, Domain)) else c for c in value.categories]})"
+    if isinstance(value, (Integer, Float)):
+        sampler, q = value.get_sampler(), None
+        if type(sampler).__name__ == "Quantized":
+            sampler, q = sampler.sampler, sampler.q
+        kind = type(sampler).__name__
+        if kind == "_Normal":
+            return f"randn({sampler.mean:g}, {sampler.sd:g})"
+        log = kind == "_LogUniform"
+        if isinstance(value, Integer):
+            name = "qrandint" if q else "lograndint" if log else "randint"
+        else:
+            name = ("qloguniform" if log else "quniform") if q else "loguniform" if log else "uniform"
+        args = [value.lower, value.upper] + ([q] if q else [])
+        return f"{name}({', '.join(f'{a:g}' for a in args)})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
+    return repr(value)

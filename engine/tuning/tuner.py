@@ -22,7 +22,7 @@ from ..errors import AuthenticationError, BudgetError, ProviderError
 from ..evaluation import Evaluator
 from ..records import TrialRecord
 from ..requests import Requester
-from .preflight import check_metric_named, estimate
+from .preflight import dry_run_eval_func, estimate
 from .reporter import TrialReporter
 from .space import build_space
 from .spec import TuneSpec
@@ -49,7 +49,7 @@ class Tuner:
         self.stopped_by_pruning = False
         self._free_prunes = 0  # consecutive trials pruned from the table alone: they cost the search nothing
         self.preflight = estimate(spec, self.space, requester.catalog, seed)
-        check_metric_named(spec)
+        dry_run_eval_func(spec)
 
     @property
     def best_metric(self) -> float | None:
@@ -113,8 +113,10 @@ class Tuner:
         pruned = sum(1 for t in self.trials if t.pruned)
         end = "stopped: optimization budget reached" if self.stopped_by_budget else "done"
         best = f"best {self.spec.metric}={self.best_metric:.4f}" if self.best else "no complete trial"
-        return (f"tune {end}: {len(self.trials)} trials ({pruned} pruned), {best}; paid ${self.guard.paid:.6f}, "
-                f"cache saved ${self.guard.saved:.6f}")
+        unanswered = (f" (and up to ${self.guard.unanswered:.6f} possibly billed for {self.guard.unanswered_requests}"
+                      " attempts that got no answer)") if self.guard.unanswered_requests else ""
+        return (f"tune {end}: {len(self.trials)} trials ({pruned} pruned), {best}; paid ${self.guard.paid:.6f}"
+                f"{unanswered}, cache saved ${self.guard.saved:.6f}")
 
 
 @contextlib.contextmanager
