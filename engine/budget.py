@@ -108,5 +108,14 @@ class BudgetGuard:
             self.charged += charged
             self.paid += paid
 
+    def close_allowance(self, reserved: float, allowance: "BudgetGuard") -> None:
+        """Replace a reservation made for a sub-budget (one trial's) by what was spent under it."""
+        with self._lock:
+            self.reserved -= reserved
+            self.charged += allowance.charged
+            self.paid += allowance.paid
+            self.unanswered += allowance.unanswered
+            self.unanswered_requests += allowance.unanswered_requests
+
     def release(self, reserved: float) -> None:
         self.settle(reserved, 0.0, 0.0)

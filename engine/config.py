@@ -73,7 +73,7 @@ class SearchConfig:
 @dataclass
 class BudgetConfig:
     inference: Optional[float] = None  # dollars per instance at inference time
-    optimization: float = 0.004  # dollars in total for the search: a hard cap
+    optimization: float = 0.0045  # dollars in total for the search: a hard cap
     num_samples: int = -1  # trials; -1: as many as the optimization budget allows
 
 
@@ -105,7 +105,8 @@ class TrackingConfig:
 
 @dataclass
 class ParallelConfig:
-    concurrency: int = 8  # requests in flight at once within a trial
+    concurrency: int = 8  # requests in flight at once, across all trials
+    trials: Optional[int] = None  # trials in flight together; None: half of concurrency
 
 
 @dataclass

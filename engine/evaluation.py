@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -47,10 +48,15 @@ class EvalRun:
 
 
 class Evaluator:
-    """Sends one config's requests for many data points, concurrently, through cache and budget."""
+    """Sends one config's requests for many data points, concurrently, through cache and budget.
+
+    `slots` bounds requests in flight; several evaluators (a tune's trials in flight together) share one.
+    `stop` ends the sending of new requests from outside (Ctrl-C during a tune): those in flight complete.
+    """
 
     def __init__(self, requester: Requester, seed: int | str, concurrency: int = 8,
-                 budget: BudgetGuard | None = None, force_chat: bool = False, progress: bool = True):
+                 budget: BudgetGuard | None = None, force_chat: bool = False, progress: bool = True,
+                 slots: asyncio.Semaphore | None = None, stop: threading.Event | None = None):
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
         self.requester = requester
@@ -59,6 +65,8 @@ class Evaluator:
         self.budget = budget
         self.force_chat = force_chat
         self.progress = progress
+        self.slots = slots
+        self.stop = stop or threading.Event()
 
     def prepare(self, config: Mapping[str, Any], data: Sequence[Mapping], indices: Sequence[int],
                 offset: int = 0) -> list[list[PreparedRequest]]:
@@ -68,21 +76,30 @@ class Evaluator:
 
     def run(self, config: Mapping[str, Any], data: Sequence[Mapping], indices: Sequence[int] | None = None,
             use_cache: bool = True, offset: int = 0, desc: str = "evaluating") -> EvalRun:
+        """`arun` from synchronous code. Ctrl-C stops new requests and waits for those in flight so that they
+        are cached (a second Ctrl-C abandons them)."""
+        def interrupted():
+            self.stop.set()
+            tqdm.write("interrupted: waiting for the requests in flight so that they are cached "
+                       "(Ctrl-C again to abandon them)", file=sys.stderr)
+
+        return self.requester.providers.loop.run(self.arun(config, data, indices, use_cache, offset, desc),
+                                                 interrupted)
+
+    async def arun(self, config: Mapping[str, Any], data: Sequence[Mapping], indices: Sequence[int] | None = None,
+                   use_cache: bool = True, offset: int = 0, desc: str = "evaluating",
+                   on_answer: Callable[[int, Outcome], None] | None = None) -> EvalRun:
+        """Answers for `config` at `indices`, in data order; `on_answer(i, outcome)` as each lands."""
         indices = list(range(len(data))) if indices is None else list(indices)
         prepared = self.prepare(config, data, indices, offset)
         run = EvalRun(outcomes=[None] * len(prepared))
         reservations = self._admit(prepared, run)
-
-        def interrupted():
-            run.interrupted = True
-            tqdm.write("interrupted: waiting for the requests in flight so that they are cached "
-                       "(Ctrl-C again to abandon them)", file=sys.stderr)
-
         try:
-            self.requester.providers.loop.run(self._run(prepared, use_cache, desc, run, reservations), interrupted)
+            await self._run(prepared, indices, use_cache, desc, run, reservations, on_answer)
         finally:
             if self.budget is not None:  # what was reserved and never settled (skipped points, Ctrl-C)
                 self.budget.release(sum(reservations))
+        run.interrupted = self.stop.is_set()
         if run.error is not None:
             raise run.error
         return run
@@ -102,18 +119,18 @@ class Evaluator:
             del run.outcomes[admitted:]
         return worst[:admitted]
 
-    async def _run(self, prepared: list[list[PreparedRequest]], use_cache: bool, desc: str, run: EvalRun,
-                   reservations: list[float]) -> None:
-        semaphore = asyncio.Semaphore(self.concurrency)
+    async def _run(self, prepared: list[list[PreparedRequest]], indices: list[int], use_cache: bool, desc: str,
+                   run: EvalRun, reservations: list[float], on_answer) -> None:
+        slots = self.slots or asyncio.Semaphore(self.concurrency)
         bar = tqdm(total=len(prepared), desc=desc, unit="pt", delay=1.0, leave=False, disable=not self.progress)
 
         def stopped() -> bool:
-            return run.interrupted or run.error is not None
+            return self.stop.is_set() or run.error is not None
 
         async def one(i: int, requests: list[PreparedRequest]) -> None:
             if stopped():
                 return
-            async with semaphore:
+            async with slots:
                 if stopped():
                     return
                 try:
@@ -145,6 +162,8 @@ class Evaluator:
                     run.error = run.error or self._overrun(outcome, reservations[i], cost)
                 self.budget.settle(reservations[i], cost, outcome.spent)
                 reservations[i] = 0.0
+            if on_answer is not None:
+                on_answer(indices[i], outcome)
             bar.update(1)
             bar.set_postfix(spent=f"${run.spent:.5f}", hits=run.cache_hits, refresh=False)
 
@@ -152,7 +171,6 @@ class Evaluator:
             await asyncio.gather(*(one(i, r) for i, r in enumerate(prepared)))
         finally:
             bar.close()
-
 
     def _overrun(self, outcome: Outcome, reserved: float, cost: float) -> BudgetOverrunError:
         """The answer cost more than the bound its reservation rested on: say by how much, and where."""

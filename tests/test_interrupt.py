@@ -1,4 +1,6 @@
-"""Ctrl-C mid-tune keeps every paid response; rerunning the tune repays none of them."""
+"""Ctrl-C mid-tune keeps every paid response; rerunning the tune repays none of them. (n=1: with n > 1 the
+engine asks a provider that honours n for further samples with an identical body, on purpose, and identical
+bodies would no longer name one request.)"""
 import json
 import signal
 import subprocess
@@ -22,7 +24,7 @@ SCRIPT = textwrap.dedent("""
         print("starting", flush=True)
         Completion.tune(data, "success", "max", eval_func, optimization_budget=0.05, num_samples=4,
                         concurrency=4, model="fake-chat", prompt=["{question}", "Think step by step. {question}"],
-                        max_tokens=12, logging_level=logging.ERROR)
+                        max_tokens=12, n=1, logging_level=logging.ERROR)
     print("finished", flush=True)
 """)
 

@@ -61,6 +61,19 @@ def estimate(spec: TuneSpec, space: SearchSpace, catalog: ModelCatalog, seed) ->
     return Preflight(space.size(), worst_trial, covers, cheapest)
 
 
+def trial_worst_case(config: dict, spec: TuneSpec, catalog: ModelCatalog, seed) -> float:
+    """The most one trial of `config` can cost: every point, every step of the n ladder, every endpoint of its
+    config_list, each request at its worst case. The sum of what the trial's steps will reserve."""
+    n, total, have = config.get("n", 1), 0.0, 0
+    for step in n_ladder(n):
+        for i, point in enumerate(spec.data):
+            for request in prepare(dict(config, n=step - have), point, catalog, seed, spec.force_chat, index=i,
+                                   offset=have):
+                total += sum(worst_case_cost(catalog.get(request.model), payload) for payload, _ in request.parts)
+        have = step
+    return total
+
+
 def _bound(space: SearchSpace, name: str, default):
     try:
         return space.bounds(name)

@@ -21,7 +21,8 @@ class TuneSpec:
     """The seed API's `tune(...)` arguments, as one value.
 
     `space` updates the default search space (the seed's `**config`); `initial_subset` is the first data
-    subset EcoOptiGen evaluates a config on (default: 8 points, or all of them when fewer).
+    subset EcoOptiGen evaluates a config on (default: 8 points, or all of them when fewer); `concurrency`
+    bounds requests in flight across all trials, `trials` the trials in flight together.
     """
 
     data: Sequence[Mapping]
@@ -37,6 +38,7 @@ class TuneSpec:
     progress: bool = True
     space: dict = field(default_factory=dict)
     initial_subset: int | None = None
+    trials: int | None = None  # trials in flight together; None: half of `concurrency` (at least 1)
 
     def __post_init__(self):
         self.data = list(self.data)
@@ -55,6 +57,10 @@ class TuneSpec:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"concurrency must be a positive integer, got {self.concurrency!r}")
         self.initial_subset = self.initial_subset or max(1, min(len(self.data), 8))
+        if self.trials is None:
+            self.trials = max(1, self.concurrency // 2)
+        if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
+            raise ConfigError(f"trials must be a positive integer (trials in flight together), got {self.trials!r}")
 
     def worst(self) -> float:
         """The metric value that loses to every other."""

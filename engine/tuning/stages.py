@@ -3,19 +3,25 @@
 Stage 1 asks one completion per point on a growing subset of the data; stage 2 asks a doubling number of
 completions on all of it, reusing those already answered. Every request goes through the same `_step`: ask
 some points for more completions, add what came back to the trial, then decide whether it goes on. A trial
-stops as soon as the budget refuses the next point, its estimated cost per instance exceeds the inference
-budget, or (a 0/1 metric, one completion) even perfect answers on the points left could not beat the best.
+stops as soon as its estimated cost per instance exceeds the inference budget, or (a 0/1 metric, one
+completion) even perfect answers on the points left could not beat the best.
+
+Decisions are taken at step boundaries only, on everything the step asked for: which requests a trial sends
+never depends on which answer came back first, so a rerun sends nothing the first run did not (and replays
+from the cache for $0). Within a step, points are scored as their answers land, in a worker thread, so the
+step ends when its slowest answer does, not after scoring them all; other trials keep the request slots busy.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
-from ..evaluation import EvalRun, Evaluator, aggregate, evaluate_points, extract_text, score
 from ..errors import ConfigError
+from ..evaluation import EvalRun, Evaluator, aggregate, extract_text, score
 from ..models import ModelCatalog
 from ..records import TrialRecord
-from .pruning import CostPruner, cannot_beat, estimate_inference_cost, n_ladder, subset_sizes
-from .space import SearchSpace
+from ..requests import Outcome
+from .pruning import cannot_beat, estimate_inference_cost, n_ladder, subset_sizes
 from .spec import TuneSpec
 
 
@@ -28,20 +34,17 @@ class _Answers:
     completion_cost: float = 0.0
     choices: int = 0
     have: int = 0  # completions per point asked so far
-    scored: list[dict] = field(default_factory=list)  # stage 1 with n=1: eval_func results, in data order
+    scoring: dict = field(default_factory=dict)  # stage 1 with n=1: point -> its eval_func result (a future)
 
-    def add(self, run: EvalRun, points, catalog: ModelCatalog) -> None:
-        for outcome, i in zip(run.outcomes, points):  # outcomes stop where the budget did
-            if outcome is None:
-                continue
-            self.responses[i].append(outcome.response)
-            usage = outcome.response.get("usage") or {}
-            whole = catalog.cost(outcome.request.model, usage)
-            prompt = catalog.cost(outcome.request.model, {"prompt_tokens": usage.get("prompt_tokens", 0)})
-            if self.prompt_cost[i] is None:
-                self.prompt_cost[i] = prompt / max(1, len(outcome.request.parts))
-            self.completion_cost += whole - prompt
-            self.choices += len(outcome.response.get("choices") or ())
+    def add(self, outcome: Outcome, i: int, catalog: ModelCatalog) -> None:
+        self.responses[i].append(outcome.response)
+        usage = outcome.response.get("usage") or {}
+        whole = catalog.cost(outcome.request.model, usage)
+        prompt = catalog.cost(outcome.request.model, {"prompt_tokens": usage.get("prompt_tokens", 0)})
+        if self.prompt_cost[i] is None:
+            self.prompt_cost[i] = prompt / max(1, len(outcome.request.parts))
+        self.completion_cost += whole - prompt
+        self.choices += len(outcome.response.get("choices") or ())
 
     def inference_cost(self, n: int, fanout: bool) -> float:
         """Cost per instance of the full config, from what was measured so far."""
@@ -51,83 +54,97 @@ class _Answers:
 
 
 class StageRunner:
-    """Runs trials for one tune; the pruning table it shares with later trials is the tune's."""
+    """Evaluates configs for one tune; `score` runs eval_func off the event loop (one worker thread)."""
 
-    def __init__(self, spec: TuneSpec, space: SearchSpace, evaluator: Evaluator, catalog: ModelCatalog):
+    def __init__(self, spec: TuneSpec, catalog: ModelCatalog, score_in_thread):
         self.spec = spec
-        self.space = space
-        self.evaluator = evaluator
         self.catalog = catalog
-        self.pruner = CostPruner()
+        self._in_thread = score_in_thread
 
-    def evaluate(self, record: TrialRecord, best: float | None, label: str) -> None:
+    async def evaluate(self, record: TrialRecord, evaluator: Evaluator, best: float | None, label: str) -> None:
         """Fill `record` with what evaluating its config measured; `best` is the metric to beat."""
-        config, n = record.config, record.config.get("n", 1)
-        if self.pruner.known_too_expensive(self.space.choice_key(config), config.get("max_tokens"), n):
-            record.pruned = "cost"  # a smaller config with this model and prompt was already too expensive
-            return
+        n = record.config.get("n", 1)
         total = len(self.spec.data)
         answers = _Answers([[] for _ in range(total)], [None] * total)
         for size in subset_sizes(total, self.spec.initial_subset):
             points = range(record.data_used, size)
-            run = self._step(record, answers, points, 1, label, first=True)
-            if run is None:
+            if not await self._step(record, evaluator, answers, points, 1, label, first=True):
                 return
             if n == 1:
-                answers.scored += [self._checked(m) for m in evaluate_points(run, self.spec.data, points,
-                                                                             self.spec.eval_func)]
-                values = [float(p[self.spec.metric]) for p in answers.scored]
+                scored = [await answers.scoring[i] for i in range(size) if i in answers.scoring]
+                values = [float(p[self.spec.metric]) for p in scored]
                 if cannot_beat(values, total, best, self.spec.mode):
-                    return self._stop(record, answers, "metric")
+                    return self._stop(record, scored, "metric")
         for step in n_ladder(n)[1:]:
-            if self._step(record, answers, range(total), step - answers.have, f"{label} n={step}", first=False) is None:
+            if not await self._step(record, evaluator, answers, range(total), step - answers.have,
+                                     f"{label} n={step}", first=False):
                 return
         record.n_used = n
-        record.metrics = aggregate(answers.scored if n == 1 else self._score_all(answers))
+        record.metrics = aggregate(await self._scored(answers, n))
 
-    def _step(self, record: TrialRecord, answers: _Answers, points: range, more: int, label: str,
-              first: bool) -> EvalRun | None:
+    async def _step(self, record: TrialRecord, evaluator: Evaluator, answers: _Answers, points: range, more: int,
+                    label: str, first: bool) -> bool:
         """Ask `more` completions of each point in `points` (`first`: new points get their first one; else
-        answered points get their next ones) and add them to the trial; None when the trial stops here."""
-        config = record.config
-        run = self.evaluator.run(dict(config, n=more), self.spec.data, points, offset=0 if first else answers.have,
-                                 desc=label)
+        answered points get their next ones) and add them to the trial; False when the trial stops here."""
+        config, n = record.config, record.config.get("n", 1)
+
+        def landed(i: int, outcome: Outcome) -> None:
+            answers.add(outcome, i, self.catalog)
+            if first and n == 1:  # its score is final: start it now
+                answers.scoring[i] = self._score([outcome.response], i)
+
+        run = await evaluator.arun(dict(config, n=more), self.spec.data, points,
+                                   offset=0 if first else answers.have, desc=label, on_answer=landed)
         _absorb(record, run)
-        answers.add(run, points, self.catalog)
         if first:
             record.data_used += sum(o is not None for o in run.outcomes)
             answers.have = 1
         else:
             answers.have += more
             record.n_used = answers.have
-        if run.budget_exhausted:
-            return self._stop(record, answers, "budget")
-        n = config.get("n", 1)
+        if run.interrupted or run.budget_exhausted:
+            self._stop(record, await self._scored(answers, n), "interrupted" if run.interrupted else "budget")
+            return False
         record.inference_cost_usd_per_instance = answers.inference_cost(
             n, self.catalog.get(config["model"]).ignores_n)
         budget = self.spec.inference_budget
         if budget is not None and record.inference_cost_usd_per_instance > budget:
-            self.pruner.remember(self.space.choice_key(config), config.get("max_tokens"), n)
-            return self._stop(record, answers, "cost")
-        return run
+            self._stop(record, await self._scored(answers, n), "cost")
+            return False
+        return True
 
-    def _stop(self, record: TrialRecord, answers: _Answers, reason: str) -> None:
-        """End a trial early; its metrics are those of what it answered (scored once: an eval_func may be
-        expensive, e.g. HumanEval's sandbox)."""
+    def _stop(self, record: TrialRecord, scored: list[dict], reason: str) -> None:
+        """End a trial early; its metrics are those of what it answered."""
         record.pruned = reason
-        scored = answers.scored if reason == "metric" else self._score_all(answers)
         record.metrics = aggregate(scored) if scored else {}
 
-    def _score_all(self, answers: _Answers) -> list[dict]:
-        """eval_func over every point's choices so far."""
-        return [self._checked(score(self.spec.eval_func, [t for r in parts for t in extract_text(r)],
-                                    self.spec.data[i], i))
-                for i, parts in enumerate(answers.responses) if parts]
+    async def _scored(self, answers: _Answers, n: int) -> list[dict]:
+        """eval_func's result for every answered point: the ones scored as they landed (stage 1 with n=1),
+        else over every point's choices so far."""
+        if n == 1 and answers.scoring:
+            return [await answers.scoring[i] for i in sorted(answers.scoring)]
+        return list(await asyncio.gather(*(self._score(parts, i) for i, parts in enumerate(answers.responses)
+                                           if parts)))
 
-    def _checked(self, metrics: dict) -> dict:
+    def _score(self, responses: list[dict], i: int) -> asyncio.Future:
+        texts = [t for r in responses for t in extract_text(r)]
+        future = asyncio.ensure_future(self._in_thread(self._checked_score, texts, i))
+        # a trial that ends early (another point failed) may never await it: its error is not news then
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return future
+
+    def _checked_score(self, texts: list[str], i: int) -> dict:
+        try:
+            metrics = score(self.spec.eval_func, texts, self.spec.data[i], i)
+        except KeyboardInterrupt:  # raised in the scoring thread, it would kill the event loop's thread
+            raise EvalFuncInterrupted() from None
         if self.spec.metric not in metrics:
             raise ConfigError(f"metric {self.spec.metric!r} is not in eval_func's result (it returns {sorted(metrics)})")
         return metrics
+
+
+class EvalFuncInterrupted(Exception):
+    """eval_func raised KeyboardInterrupt in the scoring thread; the tune raises it again in the caller's."""
 
 
 def _absorb(record: TrialRecord, run: EvalRun) -> None:

@@ -1,32 +1,39 @@
-"""`tune`: a cost-aware FLAML BlendSearch over inference settings under two budgets.
+"""`tune`: a cost-aware FLAML BlendSearch over inference settings under two budgets, trials in flight together.
 
 A `Tuner` is made for one tune and holds all of its state (money, pruning table, best so far, trials), so two
 tunes in one process or in threads never see each other's. It composes the parts: the `TuneSpec` (what was
-asked), the preflight (what it can cost), the `StageRunner` (how one config is evaluated) and the
-`TrialReporter` (what is said and logged); FLAML decides what to try next.
+asked), the preflight (what it can cost), the `TrialScheduler` (which trials run when), the `StageRunner` (how
+one config is evaluated) and the `TrialReporter` (what is said and logged); FLAML decides what to try next.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing; tuning does not need it
     warnings.simplefilter("ignore")
-    from flaml import BlendSearch, tune
+    from flaml import BlendSearch
+    from flaml.tune.tune import ExperimentAnalysis
+    from flaml.tune.trial_runner import SequentialTrialRunner
 
 from ..budget import BudgetGuard
 from ..errors import AuthenticationError, BudgetError, ProviderError
 from ..evaluation import Evaluator
 from ..records import TrialRecord
 from ..requests import Requester
-from .preflight import dry_run_eval_func, estimate
+from .preflight import dry_run_eval_func, estimate, trial_worst_case
+from .pruning import CostPruner
 from .reporter import TrialReporter
+from .scheduler import OrderedAdmission, Snapshot, TrialScheduler
 from .space import build_space
 from .spec import TuneSpec
-from .stages import StageRunner
+from .stages import EvalFuncInterrupted, StageRunner
 
 MAX_FREE_PRUNES = 25  # with num_samples=-1, a search whose space is all pruned would otherwise never end
 
@@ -37,10 +44,11 @@ class Tuner:
     def __init__(self, spec: TuneSpec, requester: Requester, seed: int | str,
                  on_trial: Callable[[TrialRecord], None] | None = None):
         self.spec = spec
+        self.requester = requester
+        self.seed = seed
         self.space = build_space(spec.space)
         self.guard = BudgetGuard(spec.optimization_budget)
-        evaluator = Evaluator(requester, seed, spec.concurrency, self.guard, spec.force_chat, spec.progress)
-        self.stages = StageRunner(spec, self.space, evaluator, requester.catalog)
+        self.pruner = CostPruner()
         self.reporter = TrialReporter(spec.progress, spec.log_file_name, on_trial,
                                       spec.num_samples if spec.num_samples > 0 else None)
         self.trials: list[TrialRecord] = []
@@ -48,6 +56,7 @@ class Tuner:
         self.stopped_by_budget = False
         self.stopped_by_pruning = False
         self._free_prunes = 0  # consecutive trials pruned from the table alone: they cost the search nothing
+        self._stop = threading.Event()  # Ctrl-C: no new request, no new trial
         self.preflight = estimate(spec, self.space, requester.catalog, seed)
         dry_run_eval_func(spec)
 
@@ -61,41 +70,92 @@ class Tuner:
         self.reporter.say(self.preflight.line(spec))
         constraints = [("inference_cost_usd_per_instance", "<=", spec.inference_budget)] \
             if spec.inference_budget else None
-        search = BlendSearch(metric=spec.metric, mode=spec.mode, space=self.space.space, cost_attr="cost_usd",
-                             cost_budget=spec.optimization_budget, metric_constraints=constraints)
-        with self.reporter, _quiet_search_logs():
-            analysis = tune.run(self._trial, search_alg=search, num_samples=spec.num_samples, verbose=0,
-                                automl_info=(0.0,))  # the engine logs trials itself: FLAML's MLflow logging off
+
+        def interrupted():
+            self._stop.set()
+            self.reporter.say("interrupted: no new request; waiting for those in flight so that they are cached "
+                              "(Ctrl-C again to abandon them)")
+
+        with self.reporter, _quiet_search_logs(), ThreadPoolExecutor(1, thread_name_prefix="eval_func") as scorer:
+            search = BlendSearch(metric=spec.metric, mode=spec.mode, space=self.space.space, cost_attr="cost_usd",
+                                 cost_budget=spec.optimization_budget, metric_constraints=constraints)
+            search.set_search_properties(spec.metric, spec.mode, None,
+                                         **({"num_samples": spec.num_samples} if spec.num_samples > 0 else {}))
+            runner = SequentialTrialRunner(search_alg=search, scheduler=None, metric=spec.metric, mode=spec.mode)
+            self._scorer = scorer
+            try:
+                self.requester.providers.loop.run(self._search(runner), interrupted)
+            except EvalFuncInterrupted:
+                raise KeyboardInterrupt from None
         self.reporter.say(self._summary_line())
         if self.best is None:
             raise BudgetError("no config was evaluated in full within the budgets "
                               f"(trials: {len(self.trials)}, spent ${self.guard.paid:.6f}); "
                               "raise optimization_budget or inference_budget")
-        return self.best_config(), analysis
+        return self.best_config(), ExperimentAnalysis(runner.get_trials(), metric=spec.metric, mode=spec.mode)
 
     def best_config(self) -> dict:
         return dict(self.best.config) if self.best else {}
 
-    def _trial(self, sample: dict) -> dict | None:
-        """FLAML's evaluation function: one trial, or None to stop the search."""
-        if self.stopped_by_budget or self.stopped_by_pruning:
+    async def _search(self, runner) -> None:
+        self._slots = asyncio.Semaphore(self.spec.concurrency)  # requests in flight, across all trials
+        self._admission = OrderedAdmission(self.guard)
+        self._stages = StageRunner(self.spec, self.requester.catalog,
+                                   lambda fn, *args: asyncio.get_running_loop().run_in_executor(self._scorer, fn, *args))
+        await TrialScheduler(runner, self.spec.trials, self.spec.num_samples, self._snapshot, self._trial,
+                             self._report, self._stop.set).run()
+
+    def _snapshot(self, sample: dict) -> Snapshot:
+        config = self.space.decode(sample)
+        return Snapshot(self.best_metric, self.pruner.known_too_expensive(
+            self.space.choice_key(config), config.get("max_tokens"), config.get("n", 1)))
+
+    async def _trial(self, number: int, sample: dict, snapshot: Snapshot) -> TrialRecord | None:
+        """One trial, from its admission to its end; None when the budget refuses it (the search ends)."""
+        record = TrialRecord(number=number, config=self.space.decode(sample), started_at=time.time())
+        if snapshot.too_expensive:  # a smaller config with this model and prompt was already too expensive
+            await self._admission.pass_turn(number)
+            record.pruned, record.ended_at = "cost", time.time()
+            return record
+        worst = trial_worst_case(record.config, self.spec, self.requester.catalog, self.seed)
+        allowance = await self._admission.admit(number, worst)
+        if allowance is None or self._stop.is_set():
+            if allowance is not None:
+                await self._admission.settle(number, worst, allowance)
+            elif not self.stopped_by_budget:
+                self.stopped_by_budget = True
+                left = self.guard.limit - self.guard.charged - self.guard.unanswered - self.guard.reserved
+                self.reporter.say(f"optimization budget reached: trial {number} could cost up to ${worst:.6f} and "
+                                  f"${left:.6f} is left; stopping")
             return None
-        record = TrialRecord(number=len(self.trials) + 1, config=self.space.decode(sample), started_at=time.time())
+        single = self.spec.trials == 1
+        evaluator = Evaluator(self.requester, self.seed, self.spec.concurrency, allowance, self.spec.force_chat,
+                              self.spec.progress and single, slots=self._slots, stop=self._stop)
         try:
-            self.stages.evaluate(record, self.best_metric, f"trial {record.number}")
+            await self._stages.evaluate(record, evaluator, snapshot.best, f"trial {number}")
         except ProviderError as exc:
             if isinstance(exc, AuthenticationError) or exc.retryable:
                 raise  # a refused key or an endpoint that stays down: no other config will do better
             record.pruned, record.error = "error", str(exc)  # e.g. a prompt too long for the model
-            self.reporter.say(f"trial {record.number} failed and is skipped: {exc}")
+            self.reporter.say(f"trial {number} failed and is skipped: {exc}")
         finally:
             record.ended_at = time.time()
-            self.trials.append(record)
-            self._keep_if_best(record)
-            self.reporter.trial(record, self.best_metric, self.guard.charged, self.guard.paid)
-        if record.pruned == "budget":
-            self.stopped_by_budget = True
-            self.reporter.say(f"optimization budget reached during trial {record.number}: stopping")
+            await self._admission.settle(number, worst, allowance)
+        return record
+
+    def _report(self, record: TrialRecord) -> dict | None:
+        """A finished trial, in suggestion order: logged, remembered, and its result for FLAML (None: stop)."""
+        self.trials.append(record)
+        value = record.metrics.get(self.spec.metric)
+        if not record.pruned and value is not None and self.spec.better(value, self.best_metric):
+            self.best = record
+        if record.pruned == "cost" and record.requests:
+            self.pruner.remember(self.space.choice_key(record.config), record.config.get("max_tokens"),
+                                 record.config.get("n", 1))
+        self.reporter.trial(record, self.best_metric, self.guard.charged, self.guard.paid)
+        if record.pruned in ("budget", "interrupted"):
+            self.stopped_by_budget = record.pruned == "budget"
+            return None
         self._free_prunes = self._free_prunes + 1 if record.pruned and not record.requests else 0
         if self._free_prunes >= MAX_FREE_PRUNES:
             self.stopped_by_pruning = True
@@ -103,11 +163,6 @@ class Tuner:
                               "left is known to exceed the inference budget; stopping")
             return None
         return record.for_search(self.spec.metric, self.spec.mode)
-
-    def _keep_if_best(self, record: TrialRecord) -> None:
-        value = record.metrics.get(self.spec.metric)
-        if not record.pruned and value is not None and self.spec.better(value, self.best_metric):
-            self.best = record
 
     def _summary_line(self) -> str:
         pruned = sum(1 for t in self.trials if t.pruned)
@@ -123,7 +178,7 @@ class Tuner:
 def _quiet_search_logs():
     """FLAML's per-trial INFO lines and optuna's per-study ones are noise here; set only while a tune runs,
     so that importing the engine changes no other library's logging."""
-    loggers = [logging.getLogger(name) for name in ("flaml.tune.tune", "optuna")]
+    loggers = [logging.getLogger(name) for name in ("flaml.tune.tune", "flaml.tune.searcher.blendsearch", "optuna")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(max(lg.level, logging.WARNING))
