@@ -95,9 +95,10 @@ def session_for(run: RunConfig, base: Session) -> Session:
                        requests=run.requests)
 
 
-def run_experiment(run: RunConfig, output_dir: str, session: Session, sweep: str | None = None) -> Summary:
+def run_experiment(run: RunConfig, output_dir: str, session: Session, sweep: str | None = None,
+                   label: str | None = None) -> Summary:
     """Tune, test and record one experiment on a session derived from `session`; an MLflow run ends
-    FAILED/KILLED if this does not finish."""
+    FAILED/KILLED if this does not finish. `label` (the job's overrides) names the MLflow run."""
     task = load_task(run.task)
     tune_data = task.split("tune", run.task.tune_size)
     test_data = task.split("test", run.task.test_size)
@@ -105,16 +106,16 @@ def run_experiment(run: RunConfig, output_dir: str, session: Session, sweep: str
     tracker = new_tracker(run, task) if run.tracking.enabled else None
     try:
         if tracker:
-            start_tracking(tracker, run, task, space, tune_data, test_data, sweep)
+            start_tracking(tracker, run, task, space, tune_data, test_data, sweep, label)
         summary = _tune_and_test(run, task, space, tune_data, test_data, Path(output_dir), tracker,
                                  session_for(run, session))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if tracker:
-            tracker.end("KILLED")
+            tracker.end("KILLED", exc)
         raise
-    except BaseException:
+    except BaseException as exc:
         if tracker:
-            tracker.end("FAILED")
+            tracker.end("FAILED", exc)
         raise
     return summary
 
@@ -127,16 +128,16 @@ def new_tracker(run: RunConfig, task: Task):
     return Tracker(run.tracking.uri, run.tracking.experiment or task.name, location)
 
 
-def start_tracking(tracker, run: RunConfig, task: Task, space: dict, tune_data, test_data, sweep: str | None) -> None:
-    """The parent run: composed config and search space, both data splits, and the tags the UI groups by."""
-    from .tracking import git_commit
-
+def start_tracking(tracker, run: RunConfig, task: Task, space: dict, tune_data, test_data, sweep: str | None,
+                   label: str | None = None) -> None:
+    """The parent run, named by what differs: composed config and search space, both data splits, and the
+    tags the UI groups by."""
     registered = run.tracking.registered_model or f"{task.name}-{run.model.name}"
-    params = {**dataclasses.asdict(run), "search_space": json.dumps(public_view(space), default=str)}
-    tags = {"task": task.name, "model": run.model.name, "git_commit": git_commit(), "sweep": sweep,
+    tags = {"task": task.name, "model": run.model.name, "sweep": sweep, "overrides": label,
             "price_is_nominal": run.model.price_is_nominal,
             "registered_model": registered, "metric": task.metric, "mode": task.mode}
-    tracker.start(params, tags, {"tune": tune_data, "test": test_data}, name=f"{task.name}-{run.model.name}")
+    name = f"{task.name}-{run.model.name}" + (f"-{label}" if label else "")
+    tracker.start(dataclasses.asdict(run), tags, {"tune": tune_data, "test": test_data}, name=name, space=space)
 
 
 def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data, out: Path, tracker,
@@ -169,12 +170,11 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
     (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": public_view(best)}, indent=2,
                                                  default=str))
     if tracker:
-        metrics = {f"tune_{k}": v for k, v in tuner.best.metrics.items()}
-        metrics.update({f"test_{k}": v for k, v in test_result.items()})
-        metrics.update({"dollars_paid": summary.paid, "dollars_saved": summary.saved, "trials": summary.trials,
-                        "trials_pruned": summary.pruned, "cache_hits": summary.cache_hits})
-        tracker.finish(best, metrics, tuner.trials, task.metric, task.mode,
-                       [out / "trials.jsonl", out / "summary.json"])
+        from .tracking import parent_metrics, summary_line
+
+        tracker.finish(best, parent_metrics(tuner.best.metrics, test_result, summary), tuner.trials, task.metric,
+                       task.mode, [out / "trials.jsonl", out / "summary.json"], best_trial=tuner.best,
+                       note=summary_line(summary))
     return summary
 
 

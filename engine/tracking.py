@@ -1,15 +1,24 @@
 """MLflow tracking for one tune: a parent run (config, budgets, data, best config, plot) and one nested
 child run per trial. Everything goes through an MlflowClient held by the Tracker: no global MLflow state,
-and FLAML's own MLflow logging stays off (see engine.tuning)."""
+and FLAML's own MLflow logging stays off (see engine.tuning).
+
+What the UI shows, so that runs compare at a glance: the parent is named by what differs (the job's Hydra
+overrides), each trial by its config (`trial-3 n=2 max_tokens=37 T=1.27`) with its real start and end, the
+best trial tagged `best=true` and linked from the parent, whose params hold the best config (`best.*`) and
+whose description is a one-line summary. Metric names carry their units (`_usd`); costs per instance are
+also logged per 1K instances, which the UI's two-decimal display does not round to 0.00."""
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,6 +28,10 @@ from .records import TrialRecord
 from .store import ensure_store
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
+TAG_MAX = 5000  # a tag value is kept shorter than MLflow's limit
+ABBREVIATIONS = {"temperature": "T"}  # how a trial's name spells a searched key
+CREDENTIALS_IN_URI = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")  # postgresql://user:PASSWORD@host
+NAME_ORDER = ("n", "max_tokens", "temperature", "top_p", "model", "prompt", "messages", "stop")
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -31,11 +44,116 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def git_commit(cwd: str | None = None) -> str | None:
+    """The commit of the engine's own repository (whatever folder the process runs in), or, for an engine
+    installed from a VCS URL, the commit pip recorded; None when neither is known."""
+    package = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=cwd or package)
+        lines = top.stdout.split()
+        if top.returncode == 0 and len(lines) == 2 and (cwd or Path(lines[0]).resolve() == package.parent):
+            return lines[1]
     except (OSError, subprocess.TimeoutExpired):
+        pass
+    return _installed_commit()
+
+
+def _installed_commit() -> str | None:
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        text = distribution("engine").read_text("direct_url.json")
+    except (ImportError, PackageNotFoundError):
         return None
-    return out.stdout.strip() or None
+    try:
+        return json.loads(text or "{}").get("vcs_info", {}).get("commit_id")
+    except ValueError:
+        return None
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's standard tags: who ran what, from which commit of the engine."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    source = spec.name if spec is not None and spec.name else Path(sys.argv[0] or "python").name
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    tags = {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "mlflow.user": user}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _is_domain(value: Any) -> bool:
+    return hasattr(value, "sample") and hasattr(value, "get_sampler")
+
+
+def describe_domain(value: Any) -> Any:
+    """A FLAML domain as the text that would write it (`lograndint(8, 64)`, `uniform(0, 2)`, `choice(1, 2)`);
+    lists are choices (kept as lists), constants stay as they are."""
+    if not _is_domain(value):
+        return value
+    categories = getattr(value, "categories", None)
+    if categories is not None:
+        return {"choice": list(categories)}
+    sampler = value.get_sampler()
+    q = getattr(sampler, "q", None)
+    inner = getattr(sampler, "sampler", sampler)
+    kind = type(inner).__name__.lstrip("_").lower()  # uniform, loguniform, normal
+    integer = type(value).__name__ == "Integer"
+    if kind == "normal":
+        name, args = "randn", [getattr(inner, "mean", 0), getattr(inner, "sd", 1)]
+    else:
+        log = kind == "loguniform"
+        name = ("q" if q else "") + ("log" if log else "") + ("randint" if integer else "uniform")
+        args = [value.lower, value.upper] + ([q] if q else [])
+    return f"{name}({', '.join(f'{a:g}' if isinstance(a, float) else str(a) for a in args)})"
+
+
+def readable_space(space: dict) -> dict:
+    """The search space as plain data: domains as their text, choices as lists (credentials redacted)."""
+    return public_view({k: describe_domain(v) for k, v in space.items()})
+
+
+def space_text(space: dict) -> str:
+    """One line per key (`max_tokens: lograndint(8, 64)`); a choice among long values says how many."""
+    lines = []
+    for key, value in readable_space(space).items():
+        if isinstance(value, dict) and "choice" in value:
+            value = value["choice"]
+        if isinstance(value, list):
+            short = all(isinstance(v, (int, float)) or (isinstance(v, str) and len(v) <= 24) for v in value)
+            value = f"choice({', '.join(map(str, value))})" if short else f"choice of {len(value)}"
+        lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def _choices(value: Any) -> list | None:
+    if isinstance(value, list):
+        return value
+    categories = getattr(value, "categories", None)
+    return list(categories) if categories is not None else None
+
+
+def trial_name(number: int, config: dict, space: dict | None) -> str:
+    """`trial-3 n=2 max_tokens=37 T=1.27`: the keys the space searches, a chosen prompt by its index."""
+    parts = [f"trial-{number}"]
+    for key in sorted((space or {}), key=lambda k: (NAME_ORDER.index(k) if k in NAME_ORDER else 99, k)):
+        domain, value = space[key], config.get(key)
+        choices = _choices(domain)
+        if value is None or (choices is None and not _is_domain(domain)) or (choices is not None and len(choices) < 2):
+            continue
+        if choices is not None and not isinstance(value, (int, float)) and (key != "model"):
+            shown = f"#{choices.index(value)}" if value in choices else "?"
+        elif isinstance(value, float):
+            shown = f"{value:.3g}"
+        else:
+            shown = str(value)
+        parts.append(f"{ABBREVIATIONS.get(key, key)}={shown}")
+    return " ".join(parts)
 
 
 def _metrics(values: dict) -> dict[str, float]:
@@ -46,6 +164,38 @@ def _metrics(values: dict) -> dict[str, float]:
         elif isinstance(v, (int, float)) and math.isfinite(v):
             out[k] = float(v)
     return out
+
+
+def per_1k(values: dict) -> dict:
+    """`..._usd_per_instance` also as `..._usd_per_1k_instances`."""
+    return {k.replace("_per_instance", "_per_1k_instances"): v * 1000 for k, v in values.items()
+            if k.endswith("_usd_per_instance") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+TEST_NAMES = {"cost": "cost_usd", "inference_cost": "inference_cost_usd_per_instance", "spent": "paid_usd",
+              "saved": "saved_by_cache_usd", "unanswered_usd": "unanswered_usd"}
+
+
+def parent_metrics(tune_metrics: dict, test_result: dict, summary) -> dict:
+    """The parent run's numbers: `tune_<metric>`, `test_<metric>`, the test's costs with units, and the
+    run's totals (`paid_usd`, `saved_by_cache_usd`, trials)."""
+    out = {f"tune_{k}": v for k, v in tune_metrics.items()}
+    out.update({f"test_{TEST_NAMES.get(k, k)}": v for k, v in test_result.items()})
+    out.update(per_1k(out))
+    out.update({"paid_usd": summary.paid, "tune_paid_usd": summary.tune_paid, "saved_by_cache_usd": summary.saved,
+                "trials": summary.trials, "trials_pruned": summary.pruned, "cache_hits": summary.cache_hits,
+                "requests": summary.requests})
+    return out
+
+
+def summary_line(summary) -> str:
+    """The run's description: what won and what it cost, in one line."""
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    per_1k_usd = summary.test_result.get("inference_cost", 0.0) * 1000
+    return (f"{summary.metric} {fmt(summary.test_metric)} on test ({fmt(summary.tune_metric)} on tune) at "
+            f"${per_1k_usd:.4f} per 1K instances; {summary.trials} trials ({summary.pruned} pruned), "
+            f"paid ${summary.paid:.6f}, the cache saved ${summary.saved:.6f}"
+            + ("; stopped by the optimization budget" if summary.stopped_by_budget else ""))
 
 
 class Tracker:
@@ -63,39 +213,69 @@ class Tracker:
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(
             experiment, artifact_location=artifact_location)
         self.run_id: str | None = None
+        self.space: dict | None = None
+        self.trial_runs: dict[int, str] = {}  # trial number -> its child run
 
     def start(self, params: dict, tags: dict, inputs: dict[str, list[dict]] | None = None,
-              name: str | None = None) -> str:
-        tags = {k: str(v) for k, v in tags.items() if v is not None}
+              name: str | None = None, space: dict | None = None) -> str:
+        """The parent run; with `space`, its readable text (param `search_space`, artifact search_space.yaml)
+        and the trial names that say what each trial chose."""
+        tags = {**source_tags(), **{k: str(v) for k, v in tags.items() if v is not None}}
         tags["engine.kind"] = "tune"
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         self.run_id = run.info.run_id
+        self.space = space
+        if space is not None:
+            params = {**params, "search_space": space_text(space)}
+            self.client.log_dict(self.run_id, readable_space(space), "search_space.yaml")
         self._log(self.run_id, params=params)
         for context, points in (inputs or {}).items():
             self._log_dataset(points, context, tags.get("task", "data"))
         return self.run_id
 
     def log_trial(self, trial: TrialRecord) -> None:
-        """A nested child run: the trial's config as params, its record's numbers as metrics."""
+        """A nested child run over the trial's real start and end: its config as params, its numbers as
+        metrics, named by what it chose."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         record = trial.as_dict()
-        child = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}",
-                                       tags={MLFLOW_PARENT_RUN_ID: self.run_id, "engine.kind": "trial",
-                                             "pruned": trial.pruned or "no"})
+        now = time.time()
+        start_ms = int((trial.started_at or now) * 1000)
+        end_ms = max(start_ms, int((trial.ended_at or now) * 1000))
+        tags = {MLFLOW_PARENT_RUN_ID: self.run_id, "engine.kind": "trial", "pruned": trial.pruned or "no"}
+        if trial.error:
+            tags["error"] = trial.error[:TAG_MAX]
+        child = self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags,
+                                       run_name=trial_name(trial.number, trial.config, self.space))
         values = {**record["metrics"], "pruned": float(bool(trial.pruned))}
         values.update({k: v for k, v in record.items()
                        if k not in ("config", "metrics", "pruned", "error", "trial", "started_at", "ended_at")})
-        self._log(child.info.run_id, params=record["config"], metrics=values)
-        self.client.set_terminated(child.info.run_id, "FINISHED")
+        values.update(per_1k(values))
+        self._log(child.info.run_id, params=record["config"], metrics=values, at_ms=end_ms)
+        self.client.set_terminated(child.info.run_id, "FINISHED", end_time=end_ms)
+        self.trial_runs[trial.number] = child.info.run_id
 
     def finish(self, best_config: dict, metrics: dict, trials: list[TrialRecord], metric: str, mode: str,
-               extra_artifacts: list[Path] = ()) -> None:
+               extra_artifacts: list[Path] = (), best_trial: TrialRecord | None = None,
+               note: str | None = None) -> None:
+        """The best config (artifacts, and params `best.*`), the best trial marked and linked, the metrics,
+        the plot and the one-line summary as the run's description; then FINISHED."""
         from .plots import cost_vs_metric
 
-        self._log(self.run_id, metrics=metrics)
+        self._log(self.run_id, params={f"best.{k}": v for k, v in public_view(best_config).items()},
+                  metrics=metrics)
         self.client.log_dict(self.run_id, public_view(best_config), "best_config.json")
         self.client.log_dict(self.run_id, public_view(best_config), "best_config.yaml")
+        best_run = self.trial_runs.get(best_trial.number) if best_trial is not None else None
+        if best_run:
+            self.client.set_tag(best_run, "best", "true")
+            self.client.set_tag(self.run_id, "best_run_id", best_run)
+            self.client.set_tag(self.run_id, "best_trial", trial_name(best_trial.number, best_trial.config,
+                                                                      self.space))
+        if note or best_run:
+            link = f" Best trial: [{trial_name(best_trial.number, best_trial.config, self.space)}]" \
+                   f"(#/experiments/{self.experiment_id}/runs/{best_run})." if best_run else ""
+            self.client.set_tag(self.run_id, "mlflow.note.content", f"{note or ''}{link}".strip()[:TAG_MAX])
         with tempfile.TemporaryDirectory() as tmp:
             plot = cost_vs_metric(trials, metric, mode, Path(tmp) / "cost_vs_metric.png")
             self.client.log_artifact(self.run_id, str(plot))
@@ -114,16 +294,28 @@ class Tracker:
             else (str(mlflow) if mlflow.exists() else "mlflow")
         return f"{command} ui --backend-store-uri {self.uri} --port 5000, then open http://127.0.0.1:5000/{page}"
 
-    def end(self, status: str) -> None:
-        """FINISHED, FAILED or KILLED: a run never stays RUNNING."""
-        if self.run_id:
-            self.client.set_terminated(self.run_id, status)
+    def end(self, status: str, error: BaseException | None = None) -> None:
+        """FINISHED, FAILED or KILLED: a run never stays RUNNING. A failure's message is the tag `error`
+        (and the run's description), its traceback the artifact error.txt."""
+        if not self.run_id:
+            return
+        if error is not None:
+            message = f"{type(error).__name__}: {error}".strip().rstrip(":")
+            try:
+                self.client.set_tag(self.run_id, "error", message[:TAG_MAX])
+                self.client.set_tag(self.run_id, "mlflow.note.content", f"{status}: {message}"[:TAG_MAX])
+                self.client.log_text(self.run_id, "".join(traceback.format_exception(error)), "error.txt")
+            except Exception:  # noqa: BLE001 - the store may be what failed; the status below still matters
+                pass
+        self.client.set_terminated(self.run_id, status)
 
-    def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None) -> None:
+    def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
+             at_ms: int | None = None) -> None:
         from mlflow.entities import Metric, Param
 
-        params = [Param(k, str(v)[:PARAM_MAX]) for k, v in flatten(params or {}).items()]
-        now = int(time.time() * 1000)
+        params = [Param(k, CREDENTIALS_IN_URI.sub(r"\1:***@", str(v))[:PARAM_MAX])
+                  for k, v in flatten(params or {}).items()]
+        now = at_ms or int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in _metrics(metrics or {}).items()]
         for i in range(0, max(len(params), len(metrics), 1), 100):  # MLflow's batch limit
             self.client.log_batch(run_id, metrics=metrics[i:i + 100], params=params[i:i + 100])

@@ -41,7 +41,7 @@ def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch, ses
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with FakeOpenAI() as fake:
         summary = run_experiment(run_config(store, fake.base_url), str(store["dir"] / "out"), session,
-                                 sweep="sweep-1")
+                                 sweep="/abs/multirun/2026-11-26_17-00-00", label="budget.optimization=0.01")
     client = store["client"]
     experiment = client.get_experiment_by_name("arithmetic")
     runs = client.search_runs([experiment.experiment_id])
@@ -50,24 +50,82 @@ def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch, ses
     assert len(parents) == 1 and len(children) == summary.trials == 3
     parent = parents[0]
     assert parent.info.status == "FINISHED" and summary.mlflow_run == parent.info.run_id
+    assert parent.info.run_name == "arithmetic-gpt-4o-mini-budget.optimization=0.01"  # named by what differs
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert parent.data.tags["task"] == "arithmetic" and parent.data.tags["model"] == "gpt-4o-mini"
-    assert parent.data.tags["sweep"] == "sweep-1" and len(parent.data.tags["git_commit"]) == 40
-    assert parent.data.params["budget.optimization"] == "0.01" and "search_space" in parent.data.params
-    assert parent.data.metrics["test_success"] == 1.0 and "dollars_paid" in parent.data.metrics
-    assert "dollars_saved" in parent.data.metrics and "tune_success" in parent.data.metrics
+    assert parent.data.tags["sweep"] == "/abs/multirun/2026-11-26_17-00-00"
+    assert parent.data.params["budget.optimization"] == "0.01"
+    assert parent.data.metrics["test_success"] == 1.0 and "tune_success" in parent.data.metrics
+    assert {"paid_usd", "saved_by_cache_usd", "test_inference_cost_usd_per_instance", "test_paid_usd",
+            "test_inference_cost_usd_per_1k_instances"} <= set(parent.data.metrics)
+    assert parent.data.metrics["test_inference_cost_usd_per_1k_instances"] == pytest.approx(
+        1000 * parent.data.metrics["test_inference_cost_usd_per_instance"])
+    assert not {"dollars_paid", "dollars_saved", "test_inference_cost", "test_spent"} & set(parent.data.metrics)
     contexts = {i.tags[0].value: i.dataset for i in parent.inputs.dataset_inputs}
     assert set(contexts) == {"tune", "test"} and contexts["tune"].digest
     child = children[0]
-    assert {"cost_usd", "paid_usd", "inference_cost_usd_per_instance", "prompt_tokens", "completion_tokens",
+    assert {"cost_usd", "paid_usd", "saved_by_cache_usd", "inference_cost_usd_per_instance",
+            "inference_cost_usd_per_1k_instances", "prompt_tokens", "completion_tokens",
             "wall_time_s", "cache_hits", "pruned", "data_used", "success"} <= set(child.data.metrics)
     assert child.data.params["model"] == "gpt-4o-mini" and "prompt" in child.data.params
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"best_config.json", "best_config.yaml", "cost_vs_metric.png", "trials.jsonl"} <= artifacts
+    assert {"best_config.json", "best_config.yaml", "cost_vs_metric.png", "trials.jsonl",
+            "search_space.yaml"} <= artifacts
     png = client.download_artifacts(parent.info.run_id, "cost_vs_metric.png", str(store["dir"]))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     blobs = b"".join(p.read_bytes() for p in store["dir"].rglob("*") if p.is_file())
     assert SECRET.encode() not in blobs and b"TRACKING-SECRET" not in blobs
+
+
+def _tune_runs(store, monkeypatch, session, *overrides):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FakeOpenAI(latency=0.05) as fake:
+        summary = run_experiment(run_config(store, fake.base_url, *overrides), str(store["dir"] / "out"), session)
+    runs = store["client"].search_runs([store["client"].get_experiment_by_name("arithmetic").experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("engine.kind") == "tune")
+    children = [r for r in runs if r.data.tags.get("engine.kind") == "trial"]
+    trials = [json.loads(line) for line in (store["dir"] / "out" / "trials.jsonl").read_text().splitlines()]
+    return summary, parent, children, trials
+
+
+def test_trials_are_named_by_their_config_and_span_their_real_time(store, monkeypatch, session):
+    _, parent, children, trials = _tune_runs(store, monkeypatch, session, "search.n=[randint,1,3]",
+                                             "search.max_tokens=[lograndint,8,64]")
+    assert parent.info.run_name == "arithmetic-gpt-4o-mini"  # no overrides given: no suffix
+    by_number = {t["trial"]: t for t in trials}
+    for child in children:
+        number = int(child.info.run_name.split()[0].removeprefix("trial-"))
+        config = by_number[number]["config"]
+        assert child.info.run_name.startswith(f"trial-{number} n={config['n']} max_tokens={config['max_tokens']}")
+        record = by_number[number]
+        assert child.info.start_time == int(record["started_at"] * 1000)
+        assert child.info.end_time == int(record["ended_at"] * 1000)
+        assert child.info.end_time - child.info.start_time >= 40  # the fake server answers in 50 ms
+    space = parent.data.params["search_space"]
+    assert "max_tokens: lograndint(8, 64)" in space and "n: randint(1, 3)" in space and "object at" not in space
+    local = store["client"].download_artifacts(parent.info.run_id, "search_space.yaml", str(store["dir"]))
+    assert "lograndint(8, 64)" in open(local).read()
+
+
+def test_the_best_trial_is_marked_linked_and_its_config_is_the_parents_params(store, monkeypatch, session):
+    summary, parent, children, _ = _tune_runs(store, monkeypatch, session)
+    best = [c for c in children if c.data.tags.get("best") == "true"]
+    assert len(best) == 1 and parent.data.tags["best_run_id"] == best[0].info.run_id
+    for key, value in summary.best_config.items():
+        assert parent.data.params[f"best.{key}"] == str(value)
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("success 1.000 on test") and "per 1K instances" in note and "3 trials" in note
+    assert best[0].info.run_id in note and "\n" not in note.split(" Best trial")[0]
+
+
+def test_a_run_carries_mlflows_standard_tags_and_the_engines_commit_from_any_folder(store, monkeypatch, session):
+    monkeypatch.chdir(store["dir"])  # not a git checkout
+    _, parent, _, _ = _tune_runs(store, monkeypatch, session)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.strip()
+    tags = parent.data.tags
+    assert tags["mlflow.source.git.commit"] == head and len(head) == 40
+    assert tags["mlflow.user"] and tags["mlflow.source.name"]
 
 
 @pytest.mark.parametrize("error, status", [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
@@ -92,6 +150,11 @@ def test_a_crashed_or_interrupted_tune_does_not_stay_running(store, monkeypatch,
     parent = [r for r in store["client"].search_runs([experiment.experiment_id])
               if r.data.tags.get("engine.kind") == "tune"][0]
     assert parent.info.status == status
+    assert parent.data.tags["error"].startswith(error.__name__)  # the message, as a tag and as a text artifact
+    local = store["client"].download_artifacts(parent.info.run_id, "error.txt", str(store["dir"]))
+    assert "Traceback" in open(local).read()
+    if status == "FAILED":
+        assert parent.data.tags["error"] == "RuntimeError: boom" and "boom" in parent.data.tags["mlflow.note.content"]
 
 
 def _finished_run(store, config, task="arithmetic"):
