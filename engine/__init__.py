@@ -1,5 +1,8 @@
 """engine: find the cheapest LLM inference settings that still do a task well."""
 from .completion import ChatCompletion, Completion
+from .endpoint_lists import (config_list_from_dotenv, config_list_from_json, config_list_from_models,
+                             config_list_gpt4_gpt35, config_list_openai_aoai, filter_config, get_config,
+                             get_config_list)
 from .errors import (AuthenticationError, BudgetError, CacheError, ConfigError, EngineError, ProviderError,
                      TemplateKeyError, UnknownModelError)
 from .keys import get_key
@@ -8,4 +11,7 @@ from .session import Session, current_session
 
 __all__ = ["AuthenticationError", "BudgetError", "CacheError", "ChatCompletion", "Completion", "ConfigError",
            "EngineError", "ProviderError", "Session", "TemplateKeyError", "UnknownModelError", "current_session",
-           "get_key", "load_config"]
+           "get_key", "load_config",
+           # pyautogen 0.1.x's endpoint-list helpers
+           "config_list_from_dotenv", "config_list_from_json", "config_list_from_models", "config_list_gpt4_gpt35",
+           "config_list_openai_aoai", "filter_config", "get_config", "get_config_list"]

@@ -4,15 +4,19 @@ The same files are the Hydra `model` config group, so the price table lives in c
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError, UnknownModelError
+from .errors import BudgetError, ConfigError, UnknownModelError
+from .prices import list_price_per_1k
 
+logger = logging.getLogger("engine")
 PROVIDERS = ("openai", "azure", "compatible", "embedded")
 
 
@@ -31,6 +35,7 @@ class ModelSpec:
     chat: bool = True
     price_per_1k: dict = field(default_factory=lambda: {"prompt": 0.0, "completion": 0.0})
     price_is_nominal: bool = False  # a local model priced for budgeting: summaries say nothing was billed
+    price_known: bool = True  # False: a model served through a config_list entry that no price table knows
     context_length: int = 4096
     base_url: str | None = None
     api_version: str | None = None
@@ -57,11 +62,21 @@ class ModelSpec:
 
     @property
     def prompt_price(self) -> float:
+        self._require_price()
         return float(self.price_per_1k["prompt"]) / 1000.0
 
     @property
     def completion_price(self) -> float:
+        self._require_price()
         return float(self.price_per_1k["completion"]) / 1000.0
+
+    def _require_price(self) -> None:
+        """Budgets and tunes price requests before sending them: a model without a price stops them there."""
+        if not self.price_known:
+            raise BudgetError(f"model {self.name!r} has no known price (no conf/model/{self.name}.yaml, not in the "
+                              "genai-prices table), so no budget can be kept and no tune can weigh its cost: add "
+                              f"conf/model/{self.name}.yaml with `price_per_1k: {{prompt: .., completion: ..}}`, or "
+                              "current_session().catalog.add({...})")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
@@ -72,12 +87,33 @@ class ModelSpec:
         return cls(**data)
 
 
+# Names of the text-completion (not chat) models among those without a file (the seed library's chat_models
+# listed the others).
+_TEXT_MODELS = re.compile(r"^(gpt-3\.5-turbo-instruct|gpt-35-turbo-instruct|text-|code-|davinci|babbage|curie|ada)")
+# config_list entry keys that say where a model is served
+_WHERE = ("base_url", "api_base", "api_type")
+
+
+def inferred_spec(name: str, entry: dict | None = None) -> ModelSpec | None:
+    """A spec for a model without a file in conf/model/: priced from the genai-prices table, or, when a
+    config_list entry says where it is served, with its price marked unknown. None: nothing is known of it."""
+    entry = entry or {}
+    price = list_price_per_1k(name, entry.get("api_type"))
+    if price is None and not any(entry.get(k) for k in _WHERE):
+        return None
+    source = "list price from genai-prices" if price else "no known price: cost reported as 0"
+    return ModelSpec(name=name, provider="openai", chat=not _TEXT_MODELS.match(name),
+                     price_per_1k=price or {"prompt": 0.0, "completion": 0.0}, price_known=price is not None,
+                     description=f"{name} without a conf/model file ({source})")
+
+
 class ModelCatalog:
     """Model specs by name, loaded from a folder of YAML files; more can be added at run time."""
 
     def __init__(self, folder: Path | None = None):
         self.folder = Path(folder) if folder else conf_dir() / "model"
         self._specs: dict[str, ModelSpec] = {}
+        self._warned: set[str] = set()
         if self.folder.is_dir():
             for path in sorted(self.folder.glob("*.yaml")):
                 data = yaml.safe_load(path.read_text()) or {}
@@ -85,7 +121,7 @@ class ModelCatalog:
 
     def copy(self) -> "ModelCatalog":
         copy = ModelCatalog.__new__(ModelCatalog)
-        copy.folder, copy._specs = self.folder, dict(self._specs)
+        copy.folder, copy._specs, copy._warned = self.folder, dict(self._specs), set()
         return copy
 
     def with_model(self, spec: ModelSpec | dict) -> "ModelCatalog":
@@ -100,17 +136,29 @@ class ModelCatalog:
         self._specs[spec.name] = spec
         return spec
 
-    def get(self, name: str) -> ModelSpec:
+    def get(self, name: str, entry: dict | None = None) -> ModelSpec:
+        """The spec of `name`: its conf/model file, else one inferred from the price table and, when given, the
+        config_list `entry` that serves it (remembered for later lookups by name)."""
         try:
             return self._specs[name]
         except KeyError:
-            raise UnknownModelError(name, str(self.folder)) from None
+            pass
+        spec = inferred_spec(name, entry)
+        if spec is None:
+            raise UnknownModelError(name, str(self.folder))
+        return self._specs.setdefault(name, spec)
 
     def cost(self, model: str, usage: dict | None) -> float:
         """Dollars for a response's reported usage; nothing is guessed when usage is missing."""
         spec = self.get(model)
         if not usage:
             raise ConfigError(f"response for {model!r} has no `usage`: its cost cannot be computed")
+        if not spec.price_known:
+            if model not in self._warned:
+                self._warned.add(model)
+                logger.warning("model %r has no known price (no %s/%s.yaml, not in genai-prices): its cost is "
+                               "reported as 0", model, self.folder, model)
+            return 0.0
         return (usage.get("prompt_tokens", 0) or 0) * spec.prompt_price + (
             usage.get("completion_tokens", 0) or 0
         ) * spec.completion_price

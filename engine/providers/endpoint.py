@@ -49,11 +49,21 @@ def resolve_endpoint(spec: ModelSpec, overrides: dict | None = None) -> Endpoint
     if o.get("api_type") == "open_ai":  # the legacy spelling
         o = dict(o, api_type="openai")
     provider = o.get("api_type") or spec.provider
+    if _elsewhere(provider, o):  # served at the entry's own base_url: not by the engine nor by api.openai.com
+        provider = "compatible"
+        o = dict(o, api_type=provider)
     key_env = o.get("api_key_env") or spec.api_key_env or DEFAULT_KEY_ENV.get(provider)
     env = (os.environ.get(key_env) if key_env else None,
            *((os.environ.get("AZURE_OPENAI_ENDPOINT"), os.environ.get("OPENAI_API_VERSION"))
              if provider == "azure" else (None, None)))
     return _resolve(spec, tuple(sorted(o.items())) if o else (), key_env, env)
+
+
+def _elsewhere(provider: str, overrides: dict) -> bool:
+    """An entry gives its own base_url (0.1.x: api_base) for an embedded or OpenAI model: a compatible server
+    there serves it (an OpenAI key from the environment is not sent to it; the entry's own key is)."""
+    url = overrides.get("base_url") or overrides.get("api_base")
+    return bool(url) and (provider == "embedded" or (provider == "openai" and "api.openai.com" not in url))
 
 
 @functools.lru_cache(maxsize=1024)
