@@ -8,15 +8,20 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
+from . import seed_create
+from .cache import CacheRoot
 from .errors import ConfigError
 from .evaluation import extract_text
 from .keys import get_key
 from .promotion import load_config
+from .responses import Response
 from .session import DEFAULT_CACHE_PATH, DEFAULT_SEED, current_session
+from .templates import render
 from .testing import evaluate_config
 from .tuning import Tuner, TuneSpec
+from .usage_log import UsageLog
 
 logger = logging.getLogger("engine")
 # The seed API's test() falls back to the eval_func of the last tune() in the same context.
@@ -47,8 +52,8 @@ _REQUEST_ATTRIBUTES = {"request_timeout": "timeout", "max_retry_period": "max_re
 _REPLACED_ATTRIBUTES = {
     "price1K": "prices live in the model catalog: a conf/model/NAME.yaml file, or "
                "current_session().catalog.add({'name': ..., 'price_per_1k': {'prompt': ..., 'completion': ...}})",
-    "cache_path": "use Completion.set_cache(seed, cache_path)",
-    "seed": "use Completion.set_cache(seed, cache_path)",
+    "cache_path": "use Completion.set_cache(seed, cache_path_root)",
+    "seed": "use Completion.set_cache(seed, cache_path_root)",
     "default_search_space": "pass the search space to tune(**config), or set search.* in conf/search/",
     "chat_models": "mark a model `chat: true` in its conf/model/NAME.yaml",
 }
@@ -68,9 +73,20 @@ class _SeedSettings(type):
     def __getattr__(cls, name):
         if name in _REQUEST_ATTRIBUTES:
             return getattr(current_session().requests, _REQUEST_ATTRIBUTES[name])
+        if name == "seed":  # reading them is harmless: the current session's values
+            return current_session().seed
+        if name == "cache_path":  # as 0.1.x: the folder of the current seed
+            session = current_session()
+            return str(session.requester.caches.root / str(session.seed))
         if name in _REPLACED_ATTRIBUTES:
             raise ConfigError(f"Completion.{name} is not a setting of this engine: {_REPLACED_ATTRIBUTES[name]}")
         raise AttributeError(f"type object {cls.__name__!r} has no attribute {name!r}")
+
+    @property
+    def logged_history(cls) -> Optional[Dict]:
+        """The book-keeping dict since `start_logging()` (None when logging is off), as 0.1.x's attribute."""
+        log = current_session().usage_log
+        return None if log is None else log.history
 
 
 class Completion(metaclass=_SeedSettings):
@@ -83,21 +99,68 @@ class Completion(metaclass=_SeedSettings):
         return get_key(config)
 
     @classmethod
-    def set_cache(cls, seed: int = DEFAULT_SEED, cache_path: str = DEFAULT_CACHE_PATH) -> None:
-        """Responses are cached under `{cache_path}/{seed}`; different seeds, different caches."""
-        current_session().set_cache(seed, cache_path)
+    def set_cache(cls, seed: int = DEFAULT_SEED, cache_path: str = DEFAULT_CACHE_PATH,
+                  cache_path_root: Optional[str] = None) -> None:
+        """Responses are cached under `{cache_path}/{seed}`; different seeds, different caches.
+        `cache_path_root` is the 0.1.x name of `cache_path` (the root); either may be given."""
+        current_session().set_cache(seed, cache_path_root if cache_path_root is not None else cache_path)
 
     @classmethod
-    def create(cls, context: Optional[Dict] = None, use_cache: Optional[bool] = True, **config) -> dict:
-        """Make a completion for a context: templates in `prompt`/`messages` are filled from `context`."""
+    def clear_cache(cls, seed: Optional[int] = None, cache_path_root: Optional[str] = None,
+                    cache_path: Optional[str] = None) -> None:
+        """Empty the cache of `seed` under the root (default: the current one); every seed's when seed is None."""
+        session = current_session()
+        given = cache_path_root if cache_path_root is not None else cache_path
+        caches = session.requester.caches if given is None else CacheRoot(given)
+        if seed is not None:
+            seeds = [seed]
+        elif caches.root.is_dir():
+            seeds = [d.name for d in caches.root.iterdir() if (d / "data.mdb").is_file()]
+        else:
+            seeds = []
+        for one in seeds:
+            if (caches.root / str(one) / "data.mdb").is_file():
+                caches.for_seed(one).clear()
+
+    @classmethod
+    def create(cls, context: Optional[Dict] = None, use_cache: Optional[bool] = True,
+               config_list: Optional[List[Dict]] = None, filter_func: Optional[Callable[..., bool]] = None,
+               raise_on_ratelimit_or_timeout: Optional[bool] = True,
+               allow_format_str_template: Optional[bool] = None, **config) -> Union[Response, int]:
+        """Make a completion for a context: templates in `prompt`/`messages` are filled from `context`.
+
+        As in pyautogen 0.1.x: `config_list` entries are tried in order (before the last, a 429 or timeout
+        moves on at once); `filter_func(context=, base_config=, response=)` returning False moves on too;
+        the response is a dict with attribute access carrying `cost` and, with a config_list, `config_id`
+        and `pass_filter`. `raise_on_ratelimit_or_timeout=False` returns -1 when retries ran out.
+        String templates are always filled from `context` (the seed's documented behaviour);
+        `allow_format_str_template` is accepted for 0.1.x code and changes nothing.
+        """
         if "config" in config:  # a registered config, e.g. config="models:/NAME@production"
             config = _registered(config)
-        return current_session().create(config, context, use_cache, cls._force_chat).response
+        if config_list is not None:
+            config["config_list"] = config_list
+        return seed_create.create(current_session(), config, context, use_cache, cls._force_chat, filter_func,
+                                  raise_on_ratelimit_or_timeout)
 
     @classmethod
-    def cost(cls, model: str, response: dict) -> float:
-        """Dollars for a response, from its reported usage and the price table in conf/model/."""
-        return current_session().catalog.cost(model, response.get("usage"))
+    def cost(cls, model_or_response: Union[str, Dict], response: Optional[Dict] = None) -> float:
+        """Dollars for a response, from its reported usage and the price table (conf/model/, then genai-prices).
+
+        `cost(model, response)` (the seed's spelling) or `cost(response)` (0.1.x: the response's own `cost`
+        when create() set it, else priced by its `model` field, 0 with a warning when that model is unknown).
+        """
+        catalog = current_session().catalog
+        if response is not None:
+            return catalog.cost(model_or_response, response.get("usage"))
+        response = model_or_response
+        if "cost" in response:
+            return response["cost"]
+        try:
+            return catalog.cost(response.get("model"), response.get("usage"))
+        except KeyError:  # UnknownModelError
+            logger.warning("cost(response): model %r is not in the price table: 0 returned", response.get("model"))
+            return 0.0
 
     @classmethod
     def extract_text(cls, response: dict) -> List[str]:
@@ -105,16 +168,64 @@ class Completion(metaclass=_SeedSettings):
         return extract_text(response)
 
     @classmethod
-    def test(cls, data, config, eval_func=None, use_cache=True, agg_method="avg",
-             return_responses_and_per_instance_result=False, logging_level=logging.WARNING, concurrency=8):
+    def extract_text_or_function_call(cls, response: dict) -> List:
+        """The texts of all choices; a chat choice that calls a function or tool gives its whole message."""
+        choices = response["choices"]
+        if "text" in choices[0]:
+            return [choice["text"] for choice in choices]
+        return [c["message"] if ("function_call" in c["message"] or c["message"].get("tool_calls"))
+                else c["message"].get("content", "") for c in choices]
+
+    @classmethod
+    def instantiate(cls, template, context: Optional[Dict] = None, allow_format_str_template: Optional[bool] = None):
+        """A template filled from `context` as create() fills it (a str is formatted, a callable called)."""
+        if not context or template is None:
+            return template
+        return render(template, context)
+
+    @classmethod
+    def start_logging(cls, history_dict: Optional[Dict] = None, compact: Optional[bool] = True,
+                      reset_counter: Optional[bool] = True) -> None:
+        """Book-keep every create() of the current session into `history_dict` (a new dict by default).
+        Compact: one entry per conversation with its costs and token counts; else one per call, the request
+        as sent (no credentials) and the response."""
+        session = current_session()
+        count = 0 if reset_counter or session.usage_log is None else session.usage_log.count
+        session.usage_log = UsageLog(history_dict, bool(compact), count)
+
+    @classmethod
+    def stop_logging(cls) -> None:
+        current_session().usage_log = None
+
+    @classmethod
+    def print_usage_summary(cls) -> None:
+        """Print the total cost and the tokens per model of the calls logged since `start_logging()`."""
+        log = current_session().usage_log
+        if log is None:
+            print("No usage summary available.", flush=True)
+            return
+        log.print_summary()
+
+    @classmethod
+    def test(cls, data, config=None, eval_func=None, use_cache=True, agg_method="avg",
+             return_responses_and_per_instance_result=False, logging_level=logging.WARNING, concurrency=8,
+             **more_config):
         """Evaluate `config` over `data` with `eval_func(responses, **point)`; aggregate with `agg_method`.
 
-        Returns None when neither this call nor an earlier `tune` gave an eval_func. Requests for
-        different points run concurrently (`concurrency`); results equal a sequential run's.
+        Both spellings: `test(data, config, eval_func)` (the seed's) and `test(data, eval_func, **config)`
+        (pyautogen 0.1.x: the request settings as keyword arguments). Returns None when neither this call nor
+        an earlier `tune` gave an eval_func. Requests for different points run concurrently (`concurrency`);
+        results equal a sequential run's.
         """
         session = current_session()
+        if callable(config):  # 0.1.x: the second positional argument is the eval_func
+            config, eval_func = None, config
         if isinstance(config, str):
             config = load_config(config)
+        if more_config:
+            config = {**(config or {}), **more_config}
+        if config is None:
+            raise ConfigError("test() needs a config: test(data, config, eval_func) or test(data, eval_func, **config)")
         eval_func = eval_func or _last_eval_func.get()
         if eval_func is None:
             logger.warning("test() needs an eval_func, or a tune() before it that had one")

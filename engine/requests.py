@@ -6,7 +6,7 @@ through the LMDB cache and the provider, trying each `config_list` endpoint in o
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from . import fanout
@@ -20,12 +20,15 @@ from .templates import render, render_messages
 
 # Config keys that steer the engine and are never sent nor part of a cache key.
 CONTROL_KEYS = frozenset({"seed", "config_list", "request_timeout", "max_retry_period", "retry_wait_time",
-                          "retry_timeout", "use_cache"})
+                          "retry_timeout", "use_cache",
+                          # the seed library's create() arguments (pyautogen 0.1.x): they steer the call
+                          "filter_func", "raise_on_ratelimit_or_timeout", "allow_format_str_template", "api_key_path"})
 # The seed library's per-call transport settings -> this engine's RetryPolicy/timeout (retry_timeout is the
 # older name of max_retry_period).
 TRANSPORT_KEYS = {"request_timeout": "timeout", "max_retry_period": "retry_period", "retry_timeout": "retry_period",
                   "retry_wait_time": "retry_wait"}
 _POSITIVE_INT = ("n", "max_tokens")
+_RETRY_PERIOD_KEYS = frozenset({"max_retry_period", "retry_timeout"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class PreparedRequest:
     timeout: float | None = None  # transport settings: never part of the key
     retry_period: float | None = None
     retry_wait: float | None = None
+    entry_index: int = 0  # the config_list entry this request was made from (the response's `config_id`)
 
     @property
     def model(self) -> str:
@@ -77,25 +81,30 @@ def prepare(config: Mapping[str, Any], context: Mapping | None, catalog: ModelCa
     entries = config.get("config_list") or [{}]
     if not isinstance(entries, (list, tuple)) or not all(isinstance(e, Mapping) for e in entries):
         raise ConfigError("config_list must be a list of dicts")
-    prepared, missing = [], []
-    for entry in entries:
+    prepared, missing, last = [], [], len(entries) - 1
+    for i, entry in enumerate(entries):
         merged = {**config, **entry} if entry else config
         try:
-            prepared.append(_prepare_one(merged, context, catalog, default_seed, force_chat, index, offset))
+            request = _prepare_one(merged, context, catalog, default_seed, force_chat, index, offset, entry)
         except MissingCredentialsError as exc:  # another endpoint may still serve it
             missing.append(exc)
+            continue
+        if i < last and not _RETRY_PERIOD_KEYS & merged.keys():
+            request = replace(request, retry_period=0.0)  # as 0.1.x: the next entry at once, the last one retries
+        prepared.append(request if i == 0 else replace(request, entry_index=i))
     if not prepared:
         raise missing[-1]
     return prepared
 
 
 def _prepare_one(config: Mapping[str, Any], context, catalog, default_seed, force_chat, index,
-                 offset: int = 0) -> PreparedRequest:
-    """`offset` > 0 asks for choices offset.. of the same request: fresh samples, not the first ones again."""
+                 offset: int = 0, entry: Mapping | None = None) -> PreparedRequest:
+    """`offset` > 0 asks for choices offset.. of the same request: fresh samples, not the first ones again.
+    A model without a conf/model file is known from the config_list `entry` that serves it."""
     model = config.get("model")
     if not model:
         raise ConfigError("config has no `model`")
-    spec = catalog.get(model)
+    spec = catalog.get(model, entry or config)
     prompt, messages = config.get("prompt"), config.get("messages")
     if prompt is not None and messages is not None:
         raise ConfigError("give either `prompt` or `messages`, not both")
@@ -150,7 +159,6 @@ def _transport(config: Mapping[str, Any]) -> dict:
 
 
 def _with_chat(endpoint: Endpoint, chat: bool) -> Endpoint:
-    from dataclasses import replace
     return replace(endpoint, chat=chat)
 
 

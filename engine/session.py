@@ -21,6 +21,7 @@ from .providers import ProviderClient, RetryPolicy
 from .providers.embedded import EmbeddedServer
 from .providers.endpoint import resolve_endpoint
 from .requests import Outcome, Requester, prepare
+from .usage_log import UsageLog
 
 DEFAULT_SEED = CacheConfig.seed
 DEFAULT_CACHE_PATH = CacheConfig.path
@@ -42,6 +43,7 @@ class Session:
             providers = providers.with_settings(RetryPolicy.from_config(requests), requests.timeout)
         self.providers = providers
         self.requester = Requester(self.catalog, CacheRoot(cache_path), providers)
+        self.usage_log: UsageLog | None = None  # the seed API's start_logging() book-keeping, when on
         self._tokens: list[contextvars.Token] = []
 
     # ---- scope ----------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 LAYERS = [
-    {"errors", "keys", "public", "registry", "fanout", "templates", "sandbox", "aio", "plots", "store"},  # leaves
+    {"errors", "keys", "public", "registry", "fanout", "templates", "sandbox", "aio", "plots", "store",
+     "prices", "responses", "usage_log", "endpoint_lists"},  # leaves
     {"models", "records"},
     {"config"},  # the typed schemas
     {"cache", "inflight", "budget", "providers"},  # the response cache, money, the openai clients, the embedded server
@@ -17,7 +18,7 @@ LAYERS = [
     {"session", "evaluation"},  # the owner of resources; one config over data
     {"testing", "tuning", "tasks"},
     {"tracking", "serving", "promotion"},  # MLflow
-    {"completion", "runner", "cli", "pyfunc_entry"},  # the seed API facade, the experiment runner
+    {"completion", "seed_create", "runner", "cli", "pyfunc_entry"},  # the seed API facade, the experiment runner
     {"tune", "test", "promote", "__init__"},  # entry points
 ]
 

@@ -9,9 +9,9 @@ from engine.errors import UnknownModelError
 FAST_RETRY = {"max_retry_period": 10}
 
 
-def test_chat_response_is_a_plain_openai_shaped_dict(fake_models):
+def test_chat_response_is_an_openai_shaped_dict(fake_models):
     r = Completion.create(context={"a": 1, "b": 2}, model="fake-chat", prompt="What is {a} + {b}?", max_tokens=5)
-    assert type(r) is dict
+    assert isinstance(r, dict) and r.choices[0].message.content == "3"  # a dict that also reads like openai v1
     assert r["choices"][0]["message"]["content"] == "3"
     assert r["usage"]["prompt_tokens"] == 5 and r["model"] == "fake-chat"
     assert Completion.extract_text(r) == ["3"]

@@ -1,0 +1,289 @@
+"""Code written for pyautogen 0.1.x (`autogen.oai.Completion`) runs with only its import changed.
+
+Every test is written as a 0.1.x user writes the calls (an OAI_CONFIG_LIST file, `filter_func`, `logged_history`,
+both `test` spellings ...), against the loopback fake server through the real openai client and the real LMDB
+cache; one runs on the embedded model. One test per row of issue 12's table.
+"""
+import json
+import logging
+import time
+
+import pytest
+
+import engine as autogen  # the one line a 0.1.x user changes: `import autogen`
+from engine import BudgetError, ConfigError, ProviderError
+from engine import ChatCompletion, Completion
+from conftest import PRICE, eval_func
+
+SECRET = "sk-parity-SECRET-0123456789abcdef"
+DATA = [{"question": f"What is {a} + {b}?", "answer": a + b} for a, b in [(1, 2), (3, 4), (5, 6)]]
+
+
+def headers_of(request: dict) -> dict:
+    return {k.lower(): v for k, v in request["headers"].items()}
+
+
+# ---- row 1: the endpoint-list helpers ---------------------------------------------------------------------
+def test_config_list_from_json_file_and_env_filtered_then_used_by_create(fake, session, tmp_path, monkeypatch):
+    entries = [{"model": "gpt-4", "api_key": SECRET, "api_base": fake.base_url, "api_type": "open_ai"},
+               {"model": "gpt-3.5-turbo", "api_key": "sk-other-0000000000000000", "api_base": fake.base_url}]
+    (tmp_path / "OAI_CONFIG_LIST").write_text(json.dumps(entries))
+    monkeypatch.delenv("OAI_CONFIG_LIST", raising=False)
+    config_list = autogen.config_list_from_json("OAI_CONFIG_LIST", file_location=str(tmp_path),
+                                                filter_dict={"model": ["gpt-4"]})
+    assert config_list == entries[:1]
+    monkeypatch.setenv("OAI_CONFIG_LIST", json.dumps(entries))  # the env variable wins over the file
+    assert len(autogen.config_list_from_json("OAI_CONFIG_LIST")) == 2
+    assert autogen.config_list_from_json("NO_SUCH_LIST", file_location=str(tmp_path)) == []
+
+    r = autogen.Completion.create(config_list=config_list, prompt="What is 2 + 5?")
+    assert autogen.Completion.extract_text(r) == ["7"]
+    assert headers_of(fake.requests[0])["authorization"] == f"Bearer {SECRET}"
+    assert fake.completions()[0]["model"] == "gpt-4"
+    cache_files = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert SECRET.encode() not in cache_files
+
+
+def test_dotenv_key_files_and_builders_as_0_1(tmp_path, monkeypatch):
+    for var in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_BASE", "MY_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    env = tmp_path / ".env"
+    env.write_text(f"OPENAI_API_KEY={SECRET}\nMY_KEY=sk-mine-111111111111\n")
+    got = autogen.config_list_from_dotenv(str(env), model_api_key_map={
+        "llama-7B": {"api_key_env_var": "MY_KEY", "api_base": "http://127.0.0.1:9/v1", "api_type": "open_ai"},
+        "no-key-model": "UNSET_VARIABLE"})
+    assert sorted(c["model"] for c in got) == ["gpt-3.5-turbo", "gpt-4", "llama-7B"]
+    assert [c for c in got if c["model"] == "llama-7B"][0] == {
+        "api_key": "sk-mine-111111111111", "api_base": "http://127.0.0.1:9/v1", "api_type": "open_ai",
+        "model": "llama-7B"}
+    assert "OPENAI_API_KEY" not in __import__("os").environ  # read, never loaded into the environment
+    assert autogen.config_list_from_dotenv(str(env), filter_dict={"model": {"gpt-4"}})[0]["api_key"] == SECRET
+
+    (tmp_path / "key_openai.txt").write_text("sk-a\nsk-b\n")
+    (tmp_path / "key_aoai.txt").write_text("az-1")
+    (tmp_path / "base_aoai.txt").write_text("https://x.openai.azure.com")
+    both = autogen.config_list_openai_aoai(str(tmp_path))
+    assert both == [{"api_key": "sk-a"}, {"api_key": "sk-b"},
+                    {"api_key": "az-1", "api_base": "https://x.openai.azure.com", "api_type": "azure",
+                     "api_version": "2023-07-01-preview"}]
+    assert autogen.config_list_openai_aoai(str(tmp_path), exclude="openai") == both[2:]
+    models = autogen.config_list_from_models(str(tmp_path), exclude="aoai", model_list=["gpt-4", "gpt-3.5-turbo"])
+    assert [(c["model"], c["api_key"]) for c in models] == [("gpt-4", "sk-a"), ("gpt-4", "sk-b"),
+                                                            ("gpt-3.5-turbo", "sk-a"), ("gpt-3.5-turbo", "sk-b")]
+    assert autogen.get_config_list(["k1", " ", "k2"], ["b1", "b2", "b3"], "azure", "v") == [
+        {"api_key": "k1", "api_base": "b1", "api_type": "azure", "api_version": "v"},
+        {"api_key": "k2", "api_base": "b3", "api_type": "azure", "api_version": "v"}]
+    assert autogen.get_config("k", api_type="azure") == {"api_key": "k", "api_type": "azure"}
+    assert autogen.filter_config(both, {"api_type": ["azure"]}) == both[2:]
+    assert autogen.filter_config(both, {"api_type": [None]}) == both[:2]  # None: the key may be missing
+
+
+# ---- row 2: any model name, through its entry, priced from the maintained table ---------------------------
+def test_hosted_model_names_are_served_by_their_entry_and_priced_by_genai_prices(fake, session):
+    r = Completion.create(config_list=[{"model": "gpt-4", "api_key": SECRET, "api_base": fake.base_url}],
+                          prompt="one two three")
+    usage = r["usage"]
+    assert r["cost"] == pytest.approx((usage["prompt_tokens"] * 0.03 + usage["completion_tokens"] * 0.06) / 1000)
+    assert Completion.cost("gpt-4", r) == pytest.approx(r["cost"])
+
+    azure = {"model": "gpt-35-turbo", "api_key": "az-key-1", "api_type": "azure", "api_base": fake.base_url,
+             "api_version": "2023-07-01-preview"}
+    r = ChatCompletion.create(config_list=[azure], messages=[{"role": "user", "content": "What is 4 + 4?"}])
+    assert ChatCompletion.extract_text(r) == ["8"]
+    sent = fake.requests[-1]
+    assert "/openai/deployments/gpt-35-turbo/chat/completions" in sent["path"]
+    assert headers_of(sent)["api-key"] == "az-key-1"
+    assert r["cost"] == pytest.approx((r["usage"]["prompt_tokens"] * 0.0005
+                                       + r["usage"]["completion_tokens"] * 0.0015) / 1000)
+
+
+def test_a_conf_model_file_wins_over_the_table(fake, session):
+    session.catalog.add({"name": "gpt-4", "provider": "compatible", "base_url": fake.base_url, "price_per_1k": PRICE})
+    r = Completion.create(model="gpt-4", prompt="a b c d")
+    assert r["cost"] == pytest.approx((r["usage"]["prompt_tokens"] * PRICE["prompt"]
+                                       + r["usage"]["completion_tokens"] * PRICE["completion"]) / 1000)
+
+
+def test_an_unpriced_local_model_works_in_create_costs_0_with_a_warning_and_is_refused_by_a_budget(
+        fake, session, caplog):
+    local = [{"model": "llama-7B", "api_base": fake.base_url, "api_type": "open_ai"}]
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        r = Completion.create(config_list=local, prompt="What is 1 + 1?")
+    assert Completion.extract_text(r) == ["2"] and r["cost"] == 0
+    assert "llama-7B" in caplog.text and "no known price" in caplog.text
+    assert "authorization" not in headers_of(fake.requests[0]) or "sk-" not in headers_of(fake.requests[0])[
+        "authorization"]  # no OpenAI key from the environment is sent to someone else's server
+    sent = len(fake.requests)
+    with pytest.raises(BudgetError, match="llama-7B.*no known price"):
+        Completion.tune(DATA, "success", "max", eval_func, inference_budget=0.01, optimization_budget=0.1,
+                        num_samples=2, model="llama-7B", prompt="{question}", config_list=local)
+    assert len(fake.requests) == sent  # refused before any spend
+    with pytest.raises(autogen.UnknownModelError, match="never-heard-of"):  # no entry, no price: still refused
+        Completion.create(model="never-heard-of", prompt="x")
+
+
+def test_api_base_in_an_embedded_model_entry_is_honoured(fake, session):
+    r = Completion.create(config_list=[{"model": "smollm2", "api_base": fake.base_url}], prompt="What is 3 + 3?")
+    assert Completion.extract_text(r)[0].split()[0] == "6"  # the fake answered: not the embedded server
+    assert len(fake.completions()) == 1
+
+
+# ---- row 3: both spellings of test, cost, set_cache; clear_cache -------------------------------------------
+def test_test_in_both_spellings_gives_the_same_result(fake_models):
+    config = {"model": "fake-chat", "prompt": "{question}", "max_tokens": 4}
+    seed_style = Completion.test(DATA, config, eval_func)
+    old_style = Completion.test(DATA, eval_func, **config)
+    old_keyword = Completion.test(DATA, eval_func=eval_func, config_list=[{"model": "fake-chat"}],
+                                  prompt="{question}", max_tokens=4)
+    assert seed_style["success"] == 1.0 and seed_style["cost"] > 0
+    for other in (old_style, old_keyword):
+        assert other["success"] == seed_style["success"] and other["cost"] == pytest.approx(seed_style["cost"])
+        assert other["inference_cost"] == pytest.approx(seed_style["cost"] / len(DATA))
+
+
+def test_cost_in_both_spellings(fake_models):
+    r = Completion.create(model="fake-chat", prompt="one two three four")
+    expected = (r["usage"]["prompt_tokens"] * PRICE["prompt"] + r["usage"]["completion_tokens"] * PRICE["completion"]) / 1000
+    assert Completion.cost(r) == pytest.approx(expected)  # 0.1.x
+    assert Completion.cost("fake-chat", r) == pytest.approx(expected)  # the seed's docs
+    plain = {k: v for k, v in r.items() if k != "cost"}
+    assert Completion.cost(plain) == pytest.approx(expected)  # priced by its `model` field
+
+
+def test_set_cache_with_cache_path_root_and_clear_cache(fake_models, tmp_path):
+    root = tmp_path / "oldcache"
+    Completion.set_cache(7, cache_path_root=str(root))
+    assert Completion.seed == 7 and Completion.cache_path == f"{root}/7"
+    config = dict(model="fake-chat", prompt="What is 2 + 2?")
+    Completion.create(**config)
+    Completion.create(**config)
+    assert len(fake_models.requests) == 1 and (root / "7" / "data.mdb").is_file()
+    Completion.clear_cache(seed=7, cache_path_root=str(root))
+    Completion.create(**config)
+    assert len(fake_models.requests) == 2
+    Completion.set_cache(8, str(root))  # the seed's spelling: the root positionally
+    Completion.create(**config)
+    assert len(fake_models.requests) == 3
+    Completion.clear_cache(cache_path_root=str(root))  # seed=None: every seed under the root
+    Completion.create(**config)
+    Completion.set_cache(7, cache_path_root=str(root))
+    Completion.create(**config)
+    assert len(fake_models.requests) == 5
+
+
+# ---- row 4: create's control arguments, fail-over, the response object ---------------------------------------
+def test_filter_func_moves_on_and_the_response_says_which_config(fake_models):
+    def valid_json_filter(context, base_config, response):  # the 0.1.x docs' pattern
+        assert "config_list" not in base_config and base_config["prompt"] == "What is {a} + 1?"
+        return context["want"] in Completion.extract_text(response)[0]
+
+    config_list = [{"model": "fake-text"}, {"model": "fake-chat"}]
+    r = Completion.create(context={"a": 1, "want": "2"}, config_list=config_list, filter_func=valid_json_filter,
+                          prompt="What is {a} + 1?")
+    assert r["config_id"] == 0 and r["pass_filter"] is True and r.config_id == 0
+    r = Completion.create(context={"a": 1, "want": "nothing"}, config_list=config_list,
+                          filter_func=valid_json_filter, prompt="What is {a} + 1?")
+    assert r["config_id"] == 1 and r["pass_filter"] is False  # every config failed: the last response
+    assert r.choices[0].message.content == "2" and r["choices"][0]["message"]["content"] == "2"
+    costs = [(u["prompt_tokens"] * PRICE["prompt"] + u["completion_tokens"] * PRICE["completion"]) / 1000
+             for u in (fake_models.requests[0]["usage"], fake_models.requests[1]["usage"])]
+    assert r["cost"] == pytest.approx(sum(costs))  # both answers it took (cached, still counted as 0.1.x)
+    for body in fake_models.completions():
+        assert not {"filter_func", "config_list", "allow_format_str_template"} & body.keys()
+
+
+def test_control_arguments_are_never_sent_and_ratelimit_returns_minus_1_when_asked(fake_models):
+    r = Completion.create(model="fake-text", prompt="x {a}", context={"a": 5}, allow_format_str_template=True,
+                          raise_on_ratelimit_or_timeout=True, retry_wait_time=1)
+    assert r.choices[0].text == "echo x 5" and r["cost"] > 0 and "config_id" not in r
+    assert not {"allow_format_str_template", "raise_on_ratelimit_or_timeout", "retry_wait_time"} & \
+        fake_models.completions()[0].keys()
+    fake_models.fault_rule = lambda i: {"status": 429}
+    fast = dict(model="fake-chat", prompt="hi", max_retry_period=0.5, retry_wait_time=0.1)
+    assert Completion.create(raise_on_ratelimit_or_timeout=False, **fast) == -1
+    with pytest.raises(ProviderError, match="429"):
+        Completion.create(**fast)  # the default raises
+
+
+def test_config_list_entries_before_the_last_fail_over_at_once(fake_models):
+    fake_models.fail_next({"status": 429, "headers": {"Retry-After": "30"}})
+    start = time.monotonic()
+    r = Completion.create(config_list=[{"model": "fake-chat"}, {"model": "fake-text"}], prompt="What is 6 + 1?")
+    assert time.monotonic() - start < 5  # 0.1.x: at once; the default retry period is 120 s
+    assert r["config_id"] == 1 and r["pass_filter"] is None and r.choices[0].text == "7"
+    assert len(fake_models.requests) == 2
+    fake_models.fail_next({"status": 429}, {"status": 429})  # the last entry retries
+    r = Completion.create(config_list=[{"model": "fake-chat", "api_key": SECRET}], prompt="What is 6 + 2?",
+                          retry_wait_time=0.1)
+    assert Completion.extract_text(r) == ["8"] and len(fake_models.requests) == 5
+
+
+# ---- row 5: book-keeping -------------------------------------------------------------------------------------
+def test_logging_compact_and_full_with_usage_summary(fake_models, capsys):
+    Completion.start_logging()
+    turn1 = [{"role": "user", "content": "What is 1 + 1?"}]
+    r1 = ChatCompletion.create(model="fake-chat", messages=turn1)
+    turn2 = turn1 + [r1["choices"][0]["message"], {"role": "user", "content": "What is 2 + 2?"}]
+    r2 = ChatCompletion.create(model="fake-chat", messages=turn2)
+    history = Completion.logged_history
+    assert len(history) == 1  # one conversation, two calls
+    (entry,) = history.values()
+    assert entry["created_at"] == [0, 1] and entry["cost"] == pytest.approx([r1["cost"], r2["cost"]])
+    assert entry["token_count"][1]["total_tokens"] == r2["usage"]["total_tokens"]
+    Completion.print_usage_summary()
+    out = capsys.readouterr().out
+    assert f"Total cost: {r1['cost'] + r2['cost']}" in out
+    total = r1["usage"]["prompt_tokens"] + r2["usage"]["prompt_tokens"]
+    assert f"Token count summary for model fake-chat: prompt_tokens: {total}," in out
+
+    mine = {}
+    Completion.start_logging(mine, compact=False)
+    Completion.create(config_list=[{"model": "fake-chat", "api_key": SECRET}], prompt="What is 5 + 5?")
+    assert list(mine) == [0] and mine[0]["request"]["messages"][0]["content"] == "What is 5 + 5?"
+    assert mine[0]["response"]["choices"][0]["message"]["content"] == "10"
+    assert "SECRET" not in repr(mine)
+    Completion.stop_logging()
+    assert Completion.logged_history is None
+    Completion.create(model="fake-chat", prompt="not logged")
+    assert len(mine) == 1
+
+
+# ---- row 6: helpers; functions passed through; get_key without credentials; old class attributes -----------
+def test_functions_pass_through_and_helpers_behave_as_0_1(fake_models):
+    functions = [{"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}]
+    ChatCompletion.create(model="fake-chat", messages=[{"role": "user", "content": "hi"}], functions=functions)
+    assert fake_models.completions()[0]["functions"] == functions
+    call = {"role": "assistant", "content": None, "function_call": {"name": "add", "arguments": "{\"a\": 1}"}}
+    response = {"choices": [{"message": call}, {"message": {"role": "assistant", "content": "plain"}}]}
+    assert Completion.extract_text_or_function_call(response) == [call, "plain"]
+    assert Completion.extract_text_or_function_call({"choices": [{"text": "t"}]}) == ["t"]
+    assert Completion.instantiate("What is {a}?", {"a": 3}) == "What is 3?"
+    assert Completion.instantiate(lambda ctx: f"<{ctx['a']}>", {"a": 3}) == "<3>"
+    assert Completion.instantiate("{a}", None) == "{a}"
+
+
+def test_get_key_never_includes_credentials_and_old_class_attributes_are_not_ignored(session):
+    with_key = {"model": "gpt-4", "api_key": SECRET, "api_base": "http://x", "temperature": 0,
+                "config_list": [{"model": "gpt-4", "api_key": SECRET}]}
+    key = Completion.get_key(with_key)
+    assert "SECRET" not in repr(key)
+    assert key == autogen.get_key({"model": "gpt-4", "temperature": 0, "config_list": [{"model": "gpt-4"}]})
+    assert key != autogen.get_key({"model": "gpt-4", "temperature": 1, "config_list": [{"model": "gpt-4"}]})
+    Completion.request_timeout = 30
+    assert session.requests.timeout == 30
+    Completion.retry_wait_time = 2
+    assert Completion.retry_wait_time == 2
+    with pytest.raises(ConfigError, match="conf/model"):
+        Completion.price1K = {"gpt-4": 0.03}
+    with pytest.raises(ConfigError, match="conf/model"):
+        Completion.price1K["gpt-4"]
+
+
+# ---- the embedded model, through a config list ---------------------------------------------------------------
+@pytest.mark.embedded
+def test_smollm2_through_a_config_list(session):
+    config_list = [{"model": "smollm2"}]
+    r = Completion.create(config_list=config_list, prompt="What is the capital of France? Answer in one word.",
+                          max_tokens=6, temperature=0)
+    assert "Paris" in r.choices[0].message.content and r["config_id"] == 0
+    assert 0 < r["cost"] < 1e-4
