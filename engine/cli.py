@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import warnings
 
 from .errors import EngineError
 from .public import SECRET_KEYS
@@ -23,9 +25,25 @@ def refuse_secrets_on_the_command_line(argv: list[str]) -> None:
 
 
 def quiet_libraries() -> None:
-    """Hydra logs at INFO; per-request HTTP lines would drown the progress bars."""
+    """Hydra logs at INFO; per-request HTTP lines would drown the progress bars. MLflow's notices say nothing
+    about this project: its schema and type-hint warnings, and the "View run ..." lines it prints after every
+    run it ends on a tracking server (the summary says where the runs are, once)."""
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    warnings.filterwarnings("ignore", message=r".*[Ii]nferred schema contains integer column")
+    warnings.filterwarnings("ignore", message=r".*type hint", module=r"mlflow(\.|$)")
+    for category in (UserWarning, FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"mlflow(\.|$)")
+
+
+def job_log(message: str, level: int = logging.INFO, exc_info=None) -> None:
+    """Write to the job's log file (Hydra's `<job>.log` in the run folder) only: the terminal already shows
+    the summary or the error, printed plainly."""
+    record = logging.LogRecord("engine", level, __file__, 0, message, None, exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 @contextlib.contextmanager
@@ -34,8 +52,13 @@ def friendly_errors():
     try:
         yield
     except EngineError as exc:
+        job_log(f"error: {exc}", logging.ERROR)
         raise SystemExit(f"error: {exc}") from None
     except KeyboardInterrupt:
+        job_log("interrupted", logging.WARNING)
         print("\ninterrupted: every response paid for is in the cache; rerun the same command to go on "
               "without paying for them again", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as exc:
+        job_log(f"failed: {type(exc).__name__}: {exc}", logging.ERROR, (type(exc), exc, exc.__traceback__))
+        raise

@@ -5,13 +5,14 @@ Hydra's own flags work: `-m` for sweeps, `--cfg job` to print the composed confi
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .cli import friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
+from .cli import friendly_errors, job_log, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs, to_run_config
 from .errors import ConfigError
 from .runner import run_experiment
@@ -23,13 +24,16 @@ def main(cfg: DictConfig) -> float | None:
     quiet_libraries()
     with friendly_errors():
         hydra_cfg = HydraConfig.get()
-        sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None  # shared tag for the UI
+        # one id for every job of a sweep, the same from any folder: its absolute path
+        sweep = str(Path(hydra_cfg.sweep.dir).resolve()) if hydra_cfg.mode == RunMode.MULTIRUN else None
         run = to_run_config(cfg)
         if run.config:
             raise ConfigError(f"config={run.config}: engine.tune searches for a config; to evaluate a saved one, "
                               "run python -m engine.test config=...")
-        summary = run_experiment(run, hydra_cfg.runtime.output_dir, current_session(), sweep)
+        summary = run_experiment(run, hydra_cfg.runtime.output_dir, current_session(), sweep,
+                                 label=hydra_cfg.job.override_dirname or None)  # names the MLflow run
     print("\n" + summary.table())
+    job_log("summary\n" + summary.table())
     return summary.test_metric
 
 

@@ -22,6 +22,10 @@ def engine(*args, cwd, env=None, timeout=600):
 def test_help_and_cfg_job_work_as_in_any_hydra_app(tmp_path):
     help_ = engine("engine.tune", "--help", cwd=tmp_path)
     assert help_.returncode == 0 and "model: " in help_.stdout and "smollm2" in help_.stdout
+    text = help_.stdout
+    assert text.startswith("engine.tune: find the cheapest LLM inference settings") and "is powered by Hydra" not in text
+    assert "task: arithmetic, capitals, humaneval, math, qa_jsonl" in text  # the groups
+    assert text.count("  python -m engine.tune ") == 3 and "arithmetic, capitals, math: success" in text
     job = engine("engine.tune", "--cfg", "job", "model=gpt-4o-mini", cwd=tmp_path)
     assert job.returncode == 0 and "name: gpt-4o-mini" in job.stdout
 
@@ -44,7 +48,7 @@ def test_multirun_sweeps_two_budgets_on_the_embedded_model_then_test_reuses_the_
                    "task.test_size=3", "search=greedy", "search.max_tokens=[randint,4,12]",
                    f"hydra.sweep.dir={tmp_path}/multirun", "parallel.concurrency=2", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    jobs = sorted((tmp_path / "multirun").glob("*_smollm2"))
+    jobs = sorted((tmp_path / "multirun").glob("[0-9]_budget.optimization=*"))
     assert len(jobs) == 2
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
@@ -81,3 +85,39 @@ def test_no_secret_in_anything_written(tmp_path):
     for path in written:
         assert b"DO-NOT-LEAK" not in path.read_bytes(), f"the key leaked into {path}"
     assert "DO-NOT-LEAK" not in run.stdout + run.stderr
+
+
+def test_a_sweep_is_one_folder_with_a_log_per_job_and_runs_named_by_their_overrides(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with FakeOpenAI() as fake:
+        sweep = engine("engine.tune", "-m", "budget.optimization=0.01,0.02", "model=gpt-4o-mini",
+                       f"model.base_url={fake.base_url}", "task.tune_size=4", "task.test_size=4",
+                       "budget.num_samples=2", "search=greedy", f"tracking.uri={uri}", cwd=tmp_path,
+                       env={"OPENAI_API_KEY": "sk-test-sweep"})
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    (folder,) = (tmp_path / "multirun").iterdir()  # multirun/<time>/, one for the whole sweep
+    assert (folder / "multirun.yaml").exists()
+    jobs = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert jobs == ["0_budget.num_samples=2,budget.optimization=0.01,model=gpt-4o-mini,search=greedy,"
+                    "task.test_size=4,task.tune_size=4",
+                    "1_budget.num_samples=2,budget.optimization=0.02,model=gpt-4o-mini,search=greedy,"
+                    "task.test_size=4,task.tune_size=4"]
+    for job in jobs:
+        log = (folder / job / "tune.log").read_text()
+        assert "summary" in log and "success on test" in log and "dollars paid" in log
+    client = MlflowClient(uri, uri)
+    runs = client.search_runs([client.get_experiment_by_name("arithmetic").experiment_id],
+                              "tags.`engine.kind` = 'tune'")
+    assert sorted(r.info.run_name for r in runs) == [f"arithmetic-gpt-4o-mini-{job[2:]}" for job in jobs]
+    assert {r.data.tags["sweep"] for r in runs} == {str(folder.resolve())}
+    noise = [line for line in (sweep.stdout + sweep.stderr).splitlines()
+             if "View run" in line or "Warning" in line]
+    assert not noise, noise
+
+
+def test_a_failed_tune_writes_its_error_to_tune_log(tmp_path):
+    bad = engine("engine.tune", "budget.optimization=-2", "hydra.run.dir=out", cwd=tmp_path)
+    assert bad.returncode != 0
+    assert "error: budget.optimization: invalid value -2" in (tmp_path / "out" / "tune.log").read_text()
