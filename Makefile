@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.setup-done
 LLAMA_NATIVE ?= 0
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup llama run test test-fast bench ui clean-cache
+.PHONY: setup llama run test test-fast bench bench-peer bench-faults ui clean-cache
 
 setup: llama $(STAMP)
 
@@ -37,6 +37,14 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+# Money under faults (429/5xx, stalls, kill -9, four processes on one cache), counted by the loopback server.
+bench-faults: setup
+	$(PY) -m benchmarks.bench_faults
+
+# The seed library (pyautogen 0.1.14) against this engine; makes .venv-peer on first use (needs the network).
+bench-peer: setup
+	$(PY) -m benchmarks.bench_peer
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000

@@ -15,10 +15,11 @@ __all__ = ["FakeOpenAI", "fake_server_process", "interleaved_us", "per_call_us",
 
 
 @contextlib.contextmanager
-def fake_server_process(latency: float = 0.0, landscape: bool = False):
-    """The loopback server in a process of its own; yields its base_url."""
+def fake_server_process(latency: float = 0.0, landscape: bool = False, ignore_n: bool = False):
+    """The loopback server in a process of its own; yields its base_url (GET {base_url}/stats: what it billed)."""
     script = Path(__file__).resolve().parent.parent / "tests" / "fake_openai.py"
-    cmd = [sys.executable, str(script), "--latency", str(latency)] + (["--landscape"] if landscape else [])
+    cmd = [sys.executable, str(script), "--latency", str(latency)] + (["--landscape"] if landscape else []) \
+        + (["--ignore-n"] if ignore_n else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         yield proc.stdout.readline().strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import platform
 
 from .bench_requests import cache_hit_latency, overhead_over_raw_openai
-from .bench_tune import concurrency_speedup
+from .bench_tune import concurrency_speedup, ray_vs_local
 
 
 def main() -> None:
@@ -30,6 +30,14 @@ def main() -> None:
         print(f"  concurrency {c}: {r['wall_s']:7.2f} s, {r['trials']} trials, paid ${r['paid']:.6f} "
               f"of ${r['budget']:g} budget, best {best}")
     print(f"  speedup                            {tune['speedup']:8.1f}x")
+    spread = ray_vs_local()
+    print(f"\n## trials per minute, parallel=local vs parallel=ray, loopback server adding "
+          f"{spread['latency'] * 1000:.0f} ms per request (Ray start-up {spread['ray_startup_s']:.1f} s, not counted)")
+    for name, r in spread["runs"].items():
+        print(f"  {name:18} {r['trials_per_min']:7.1f} trials/min ({r['trials']} trials in {r['wall_s']:.1f} s, "
+              f"paid ${r['paid']:.6f})")
+    print(f"  ratio ray / local                  {spread['ratio']:8.2f}x   (ray / local with as many trials at "
+          f"once: {spread['ratio_same_width']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -112,10 +112,15 @@ class BudgetGuard:
         """Replace a reservation made for a sub-budget (one trial's) by what was spent under it."""
         with self._lock:
             self.reserved -= reserved
-            self.charged += allowance.charged
-            self.paid += allowance.paid
-            self.unanswered += allowance.unanswered
-            self.unanswered_requests += allowance.unanswered_requests
+        self.add_spent(allowance.charged, allowance.paid, allowance.unanswered, allowance.unanswered_requests)
+
+    def add_spent(self, charged: float, paid: float, unanswered: float = 0.0, unanswered_requests: int = 0) -> None:
+        """Count money spent elsewhere under this guard's cap (a trial evaluated on a Ray worker)."""
+        with self._lock:
+            self.charged += charged
+            self.paid += paid
+            self.unanswered += unanswered
+            self.unanswered_requests += unanswered_requests
 
     def release(self, reserved: float) -> None:
         self.settle(reserved, 0.0, 0.0)

@@ -105,8 +105,18 @@ class TrackingConfig:
 
 @dataclass
 class ParallelConfig:
+    backend: str = "local"  # local: this process's event loop; ray: Ray workers (conf/parallel/ray.yaml)
     concurrency: int = 8  # requests in flight at once, across all trials
-    trials: Optional[int] = None  # trials in flight together; None: half of concurrency
+    trials: Optional[int] = None  # trials in flight together; None: half of concurrency (ray: workers)
+    address: Optional[str] = None  # ray: null starts a local Ray; auto or ray://host:port joins a cluster
+    workers: int = 2  # ray: trials at once
+    share_cache: bool = True  # ray: workers on this machine use the driver's cache directly
+
+    def ray_settings(self) -> Optional[dict]:
+        """The Tuner's Ray settings, or None to run trials in this process."""
+        if self.backend == "local":
+            return None
+        return {"address": self.address, "workers": self.workers, "share_cache": self.share_cache}
 
 
 @dataclass
@@ -128,6 +138,7 @@ class PromoteConfig:
     run_id: Optional[str] = None  # default: the last finished tune in the tracking store
     name: Optional[str] = None  # registered model name; default: the run's registered_model tag
     alias: str = "production"
+    force: bool = False  # move the alias even when the input fields change or the test metric is worse
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
@@ -153,6 +164,7 @@ def to_run_config(cfg) -> RunConfig:
         ("budget.inference", run.budget.inference, run.budget.inference is None or dollars(run.budget.inference)),
         ("budget.num_samples", run.budget.num_samples, run.budget.num_samples == -1 or run.budget.num_samples > 0),
         ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency >= 1),
+        ("parallel.backend", run.parallel.backend, run.parallel.backend in ("local", "ray")),
         ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),
     ]
     for path, value, ok in checks:

@@ -146,7 +146,7 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
     spec = TuneSpec(tune_data, task.metric, task.mode, task.eval_func, inference_budget=run.budget.inference,
                     optimization_budget=run.budget.optimization, num_samples=run.budget.num_samples,
                     log_file_name=str(out / "trials.jsonl"), concurrency=run.parallel.concurrency,
-                    trials=run.parallel.trials,
+                    trials=run.parallel.trials, ray=run.parallel.ray_settings(),
                     progress=run.progress, space=space)
     tuner = Tuner(spec, session.requester, run.cache.seed, on_trial=tracker.log_trial if tracker else None)
     best, _ = tuner.run()

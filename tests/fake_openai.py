@@ -48,6 +48,10 @@ def landscape_responder(body: dict, choice: int) -> str:
     return f"{right if good else right + 1} " + " ".join(["because"] * 40)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a hosted API takes many connections at once; the default backlog of 5 resets them
+
+
 class FakeOpenAI:
     """Run with `with FakeOpenAI() as server:`; `server.base_url` is the /v1 root."""
 
@@ -65,7 +69,7 @@ class FakeOpenAI:
         self.usage_override: dict | None = None  # replaces fields of the reported usage (absurd or broken ones)
         self.requests: list[dict] = []  # every request received, faults included
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._httpd = _Server(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
         self._httpd.handle_error = lambda request, address: None  # a client that gave up mid-answer is expected
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -83,6 +87,12 @@ class FakeOpenAI:
         usages = [r["usage"] for r in self.requests if "usage" in r]
         return sum(u.get("prompt_tokens", 0) * prompt_price_1k + u.get("completion_tokens", 0) * completion_price_1k
                    for u in usages) / 1000
+
+    def stats(self) -> dict:
+        answered = [r for r in self.requests if "usage" in r]
+        return {"requests": len(self.requests), "answered": len(answered), "paid_twice": self.paid_twice(),
+                "prompt_tokens": sum(r["usage"].get("prompt_tokens", 0) for r in answered),
+                "completion_tokens": sum(r["usage"].get("completion_tokens", 0) for r in answered)}
 
     def paid_twice(self) -> int:
         """Answers billed for a request body this server had already answered and billed."""
@@ -158,6 +168,9 @@ class FakeOpenAI:
                 self.wfile.write(data)
 
             def do_GET(self):
+                if self.path.rstrip("/").endswith("/stats"):  # what this server saw and billed, for benchmarks
+                    self._send(200, fake.stats())
+                    return
                 if fake.models_delay:
                     time.sleep(fake.models_delay)
                 self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})

@@ -28,6 +28,15 @@ def test_the_keys_users_type_override():
     assert run.model.price_per_1k == {"prompt": 0.00015, "completion": 0.0006}
 
 
+def test_parallel_ray_is_one_choice_of_the_parallel_group():
+    local = to_run_config(composed())
+    assert local.parallel.backend == "local" and local.parallel.ray_settings() is None
+    run = to_run_config(composed("parallel=ray", "parallel.address=auto", "parallel.workers=3"))
+    assert run.parallel.ray_settings() == {"address": "auto", "workers": 3, "share_cache": True}
+    with pytest.raises(ConfigError, match="parallel.backend"):
+        to_run_config(composed("parallel.backend=dask"))
+
+
 @pytest.mark.parametrize("override, where", [
     ("budget.optimization=lots", "budget.optimization"),
     ("parallel.concurrency=many", "parallel.concurrency"),

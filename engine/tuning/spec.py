@@ -16,6 +16,24 @@ def check_budget(name: str, value) -> None:
         raise BudgetError(f"{name} must be a finite number of dollars > 0, got {value!r}")
 
 
+@dataclass(frozen=True)
+class RaySettings:
+    """Where trials run: `address` None starts a local Ray on demand ("auto": the running cluster,
+    "ray://host:10001": a remote one); `workers` trials at once; `share_cache`: tasks on the driver's machine
+    use its cache directly (off: every response goes through the driver, as it does from other machines)."""
+
+    address: str | None = None
+    workers: int = 2
+    share_cache: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(f"parallel.workers must be a positive integer, got {self.workers!r}")
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise ConfigError(f"parallel.address must be null, auto, ray://host:port or host:port, "
+                              f"got {self.address!r}")
+
+
 @dataclass
 class TuneSpec:
     """The seed API's `tune(...)` arguments, as one value.
@@ -39,6 +57,7 @@ class TuneSpec:
     space: dict = field(default_factory=dict)
     initial_subset: int | None = None
     trials: int | None = None  # trials in flight together; None: half of `concurrency` (at least 1)
+    ray: RaySettings | None = None  # trials on Ray workers instead of this process's event loop
 
     def __post_init__(self):
         self.data = list(self.data)
@@ -57,8 +76,10 @@ class TuneSpec:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"concurrency must be a positive integer, got {self.concurrency!r}")
         self.initial_subset = self.initial_subset or max(1, min(len(self.data), 8))
+        if isinstance(self.ray, dict):
+            self.ray = RaySettings(**self.ray)
         if self.trials is None:
-            self.trials = max(1, self.concurrency // 2)
+            self.trials = self.ray.workers if self.ray else max(1, self.concurrency // 2)
         if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
             raise ConfigError(f"trials must be a positive integer (trials in flight together), got {self.trials!r}")
 

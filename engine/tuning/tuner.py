@@ -57,6 +57,7 @@ class Tuner:
         self.stopped_by_pruning = False
         self._free_prunes = 0  # consecutive trials pruned from the table alone: they cost the search nothing
         self._stop = threading.Event()  # Ctrl-C: no new request, no new trial
+        self._remote = None  # RayTrials when spec.ray asks for Ray workers
         self.preflight = estimate(spec, self.space, requester.catalog, seed)
         dry_run_eval_func(spec)
 
@@ -76,6 +77,10 @@ class Tuner:
             self.reporter.say("interrupted: no new request; waiting for those in flight so that they are cached "
                               "(Ctrl-C again to abandon them)")
 
+        if spec.ray is not None:
+            from .ray_trials import RayTrials  # Ray is imported only by those who ask for it
+            self._remote = RayTrials(spec.ray, spec, self.requester, self.seed)
+            self.reporter.say(f"trials on Ray: {spec.trials} at once, {self._remote.describe()}")
         with self.reporter, _quiet_search_logs(), ThreadPoolExecutor(1, thread_name_prefix="eval_func") as scorer:
             search = BlendSearch(metric=spec.metric, mode=spec.mode, space=self.space.space, cost_attr="cost_usd",
                                  cost_budget=spec.optimization_budget, metric_constraints=constraints)
@@ -128,11 +133,14 @@ class Tuner:
                 self.reporter.say(f"optimization budget reached: trial {number} could cost up to ${worst:.6f} and "
                                   f"${left:.6f} is left; stopping")
             return None
-        single = self.spec.trials == 1
-        evaluator = Evaluator(self.requester, self.seed, self.spec.concurrency, allowance, self.spec.force_chat,
-                              self.spec.progress and single, slots=self._slots, stop=self._stop)
         try:
-            await self._stages.evaluate(record, evaluator, snapshot.best, f"trial {number}")
+            if self._remote is not None:
+                await self._remote.evaluate(record, allowance, snapshot.best)
+            else:
+                evaluator = Evaluator(self.requester, self.seed, self.spec.concurrency, allowance,
+                                      self.spec.force_chat, self.spec.progress and self.spec.trials == 1,
+                                      slots=self._slots, stop=self._stop)
+                await self._stages.evaluate(record, evaluator, snapshot.best, f"trial {number}")
         except ProviderError as exc:
             if isinstance(exc, AuthenticationError) or exc.retryable:
                 raise  # a refused key or an endpoint that stays down: no other config will do better

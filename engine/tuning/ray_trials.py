@@ -1,0 +1,219 @@
+"""Trials on Ray, for users who outgrow one machine: the driver keeps the search, the order and the money; a
+Ray task evaluates one admitted trial and hands back what it measured, what it spent and what it was answered.
+
+- Money: the driver admits each trial at its worst case (the same `OrderedAdmission` as on one machine), the
+  task runs under an allowance of exactly that amount, and the driver settles the allowance with the figures
+  the task returns. A task that dies leaves its whole reservation counted as "possibly billed": the budget
+  holds whatever happens on a worker.
+- Cache: every response a task was answered comes back to the driver, which writes it to its own LMDB, so a
+  rerun on the driver pays nothing. A task on the driver's machine also reads and writes the driver's cache
+  directly (and takes part in its cross-process in-flight claims); elsewhere it uses a scratch cache.
+- Code: Ray ships the TuneSpec (data, eval_func) to the workers by pickling; the engine must be installed
+  where the workers run (a local Ray started here uses this interpreter).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..budget import BudgetGuard
+from ..cache import CacheRoot
+from ..errors import ConfigError, EngineError
+from ..evaluation import Evaluator
+from ..models import ModelCatalog
+from ..providers import ProviderClient, RetryPolicy
+from ..records import TrialRecord
+from ..requests import Requester
+from .spec import RaySettings, TuneSpec
+from .stages import StageRunner
+
+logger = logging.getLogger("engine")
+
+
+@dataclass
+class TrialJob:
+    """What a Ray task needs to evaluate one trial; everything in it is pickled to the worker."""
+
+    spec: TuneSpec
+    catalog: ModelCatalog
+    seed: int | str
+    record: TrialRecord
+    best: float | None
+    allowance: float  # the trial's worst case, admitted by the driver
+    concurrency: int  # requests in flight for this trial
+    policy: RetryPolicy
+    timeout: float
+    cache_host: str  # the driver's machine and cache folder
+    cache_path: str
+    share_cache: bool
+
+
+@dataclass
+class TrialResult:
+    """What a Ray task hands back: the filled record, the allowance's figures, the responses it was answered."""
+
+    record: TrialRecord
+    charged: float
+    paid: float
+    unanswered: float
+    unanswered_requests: int
+    responses: list[tuple[str, bytes, dict]] = field(default_factory=list)  # (seed, cache key, response)
+    worker: str = ""  # host:pid, for the record and the tests
+    error: BaseException | None = None
+
+
+class _RecordingCache:
+    """A response cache that remembers what was put in it, for the driver."""
+
+    def __init__(self, cache, seed, sink: list):
+        self._cache, self._seed, self._sink = cache, seed, sink
+        self.inflight = cache.inflight
+
+    def get(self, key: bytes):
+        return self._cache.get(key)
+
+    def put(self, key: bytes, value: dict) -> None:
+        self._cache.put(key, value)
+        self._sink.append((str(self._seed), key, value))
+
+
+class RecordingCacheRoot(CacheRoot):
+    """A cache root whose caches record their new responses in `self.new`."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.new: list[tuple[str, bytes, dict]] = []
+        self._recording: dict = {}
+
+    def for_seed(self, seed):
+        wrapper = self._recording.get(seed)
+        if wrapper is None:
+            wrapper = self._recording[seed] = _RecordingCache(super().for_seed(seed), seed, self.new)
+        return wrapper
+
+
+_worker_providers: ProviderClient | None = None  # one set of clients and one loop per worker process
+_worker_lock = threading.Lock()
+
+
+def _providers(policy: RetryPolicy, timeout: float) -> ProviderClient:
+    global _worker_providers
+    with _worker_lock:
+        if _worker_providers is None:
+            _worker_providers = ProviderClient(policy, timeout)
+    return _worker_providers.with_settings(policy, timeout)
+
+
+def evaluate_trial(job: TrialJob) -> TrialResult:
+    """The body of the Ray task: one trial's stages on this worker, under the driver's allowance."""
+    local = job.share_cache and job.cache_host == socket.gethostname() and Path(job.cache_path).is_dir()
+    with contextlib.ExitStack() as stack:
+        root = job.cache_path if local else stack.enter_context(tempfile.TemporaryDirectory(prefix="engine-ray-"))
+        caches = RecordingCacheRoot(root)
+        if not local:
+            stack.callback(caches.close)
+        providers = _providers(job.policy, job.timeout)
+        requester = Requester(job.catalog, caches, providers)
+        allowance = BudgetGuard(job.allowance)
+        error = None
+
+        async def run():
+            loop = asyncio.get_running_loop()
+            stages = StageRunner(job.spec, job.catalog, lambda fn, *args: loop.run_in_executor(None, fn, *args))
+            evaluator = Evaluator(requester, job.seed, job.concurrency, allowance, job.spec.force_chat,
+                                  progress=False, slots=asyncio.Semaphore(job.concurrency))
+            await stages.evaluate(job.record, evaluator, job.best, f"trial {job.record.number}")
+
+        try:
+            providers.loop.run(run())
+        except Exception as exc:  # noqa: BLE001 - handed back with the money figures; the driver raises it
+            error = exc if _picklable(exc) else EngineError(f"{type(exc).__name__}: {exc}")
+        return TrialResult(job.record, allowance.charged, allowance.paid, allowance.unanswered,
+                           allowance.unanswered_requests, caches.new, f"{socket.gethostname()}:{os.getpid()}", error)
+
+
+class RayTrials:
+    """Evaluates admitted trials as Ray tasks; used by the Tuner in place of its local stage runner."""
+
+    def __init__(self, settings: RaySettings, spec: TuneSpec, requester: Requester, seed: int | str):
+        self.settings = settings
+        self.spec = spec
+        self.requester = requester
+        self.seed = seed
+        self.workers_seen: set[str] = set()
+        self._ray = _connect(settings)
+        self._remote = self._ray.remote(num_cpus=1, max_retries=0)(evaluate_trial)
+
+    def describe(self) -> str:
+        resources = self._ray.cluster_resources()
+        nodes = sum(1 for n in self._ray.nodes() if n.get("Alive"))
+        return f"{nodes} node(s), {resources.get('CPU', 0):g} CPUs"
+
+    async def evaluate(self, record: TrialRecord, allowance: BudgetGuard, best: float | None) -> None:
+        """Run the trial on a worker and fold what it did into `record` and `allowance`; the driver's cache
+        receives every response the worker was answered. A lost task keeps its allowance as possibly billed."""
+        providers = self.requester.providers
+        job = TrialJob(self.spec, self.requester.catalog, self.seed, record, best, allowance.limit,
+                       max(1, self.spec.concurrency // self.settings.workers), providers.policy, providers.timeout,
+                       socket.gethostname(), str(self.requester.caches.root.resolve()), self.settings.share_cache)
+        try:
+            result: TrialResult = await self._remote.remote(job)
+        except self._ray.exceptions.RayError as exc:
+            allowance.unanswered_attempt(allowance.limit)  # it may have spent all of it: keep it counted
+            raise EngineError(f"trial {record.number} was lost on its Ray worker: {_first_line(exc)}") from None
+        for seed, key, response in result.responses:
+            self.requester.caches.for_seed(_seed_type(seed, self.seed)).put(key, response)
+        allowance.add_spent(result.charged, result.paid, result.unanswered, result.unanswered_requests)
+        record.__dict__.update(result.record.__dict__)
+        self.workers_seen.add(result.worker)
+        if result.error is not None:
+            raise result.error
+
+
+def _picklable(exc: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: send it as text
+        return False
+
+
+def _seed_type(seed: str, like):
+    return type(like)(seed) if isinstance(like, int) else seed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _connect(settings: RaySettings):
+    """The Ray runtime: the one this process is already connected to, the address given, or a local one
+    started here with this interpreter's import path (so that workers import what the driver imports)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("parallel=ray needs Ray: pip install 'ray>=2.9'") from None
+    if ray.is_initialized():
+        return ray
+    address = None if settings.address in (None, "local") else settings.address
+    runtime_env = None
+    if address is None:
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+    logger.info("connecting to Ray at %s", address or "a local instance started on demand")
+    try:
+        ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=True,
+                 **({"num_cpus": max(settings.workers, os.cpu_count() or 1)} if address is None else {}))
+    except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError...
+        raise ConfigError(f"cannot start or reach Ray at {address or 'a local instance'}: {_first_line(exc)}") from None
+    return ray
