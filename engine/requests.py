@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from collections.abc import Mapping  # not typing's: its isinstance is slow (hot path)
+from typing import Any
 
 from . import fanout
 from .budget import BudgetGuard, worst_case_cost

@@ -26,7 +26,14 @@ def create(session: Session, config: Mapping[str, Any], context: Mapping | None,
     base_config=..., response=...)`; False moves on to the next entry, and the last entry's answer comes back
     with `pass_filter` False. `cost` adds up every answer the call used.
     """
-    if isinstance(config.get("config_list"), list) and not config["config_list"]:
+    config_list = config.get("config_list")
+    if config_list is None and filter_func is None:  # the plain call, and the cache-hit path: kept short
+        requests = prepare(config, context, session.catalog, session.seed, force_chat)
+        try:
+            return _response(session, session.requester.run(requests, use_cache))
+        except ProviderError as exc:
+            return _gave_up(exc, raise_on_ratelimit_or_timeout)
+    if isinstance(config_list, list) and not config_list:
         logger.warning("create() got an empty config_list: using the config itself")
         config = {k: v for k, v in config.items() if k != "config_list"}
     with_list = bool(config.get("config_list"))
@@ -42,10 +49,7 @@ def create(session: Session, config: Mapping[str, Any], context: Mapping | None,
             if not last:
                 logger.debug("config %d failed, trying the next one: %s", group[0].entry_index, exc)
                 continue
-            if not raise_on_ratelimit_or_timeout and exc.retryable:
-                logger.warning("no response (rate limit, timeout or server error, after retrying): returning -1")
-                return RATE_LIMITED_OR_TIMED_OUT
-            raise
+            return _gave_up(exc, raise_on_ratelimit_or_timeout)
         response = _response(session, outcome)
         cost += response["cost"]
         if not with_list:
@@ -57,6 +61,14 @@ def create(session: Session, config: Mapping[str, Any], context: Mapping | None,
                 pass_filter
             return response
     raise AssertionError("unreachable: the last group returns or raises")
+
+
+def _gave_up(exc: ProviderError, raise_on_ratelimit_or_timeout: bool) -> int:
+    """0.1.x's -1 for a rate limit or timeout (or a 5xx) that outlasted the retries, when asked; else raise."""
+    if raise_on_ratelimit_or_timeout or not exc.retryable:
+        raise exc
+    logger.warning("no response (rate limit, timeout or server error, after retrying): returning -1")
+    return RATE_LIMITED_OR_TIMED_OUT
 
 
 def _response(session: Session, outcome: Outcome) -> Response:

@@ -49,7 +49,7 @@ def resolve_endpoint(spec: ModelSpec, overrides: dict | None = None) -> Endpoint
     if o.get("api_type") == "open_ai":  # the legacy spelling
         o = dict(o, api_type="openai")
     provider = o.get("api_type") or spec.provider
-    if _elsewhere(provider, o):  # served at the entry's own base_url: not by the engine nor by api.openai.com
+    if o and _elsewhere(provider, o):  # served at the entry's own base_url: not by the engine nor by api.openai.com
         provider = "compatible"
         o = dict(o, api_type=provider)
     key_env = o.get("api_key_env") or spec.api_key_env or DEFAULT_KEY_ENV.get(provider)
