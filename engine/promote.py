@@ -1,5 +1,6 @@
-"""`python -m engine.promote [run_id=...] [name=...] [alias=production]`: register a tune's best config
-as an MLflow model version and point the alias at it (the last tune when no run_id is given)."""
+"""`python -m engine.promote [run_id=...] [name=...] [alias=production] [force=true]`: register a tune's best
+config as an MLflow model version and point the alias at it (the last tune when no run_id is given). A move
+that changes the fields callers send, or worsens the test metric, is refused unless force=true."""
 from __future__ import annotations
 
 import sys
@@ -17,10 +18,12 @@ def main(cfg: DictConfig) -> None:
     quiet_libraries()
     with friendly_errors():
         options = OmegaConf.to_object(cfg)
-        version = promote(options.run_id, options.name, options.alias, options.tracking.uri)
+        version = promote(options.run_id, options.name, options.alias, options.tracking.uri, options.force)
+    fields = version.tags.get("input_fields") if getattr(version, "tags", None) else None
     print(f"registered {version.name} version {version.version} from run {version.run_id}; "
           f"alias {options.alias!r} -> version {version.version}\n"
-          f"load it with Completion.create(context, config=\"models:/{version.name}@{options.alias}\")")
+          f"load it with Completion.create(context, config=\"models:/{version.name}@{options.alias}\")"
+          + (f"; each context needs the fields {fields}" if fields else ""))
 
 
 if __name__ == "__main__":

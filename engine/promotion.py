@@ -1,16 +1,25 @@
 """The MLflow registry side: register a tune's best config as a pyfunc model version, move an alias to it,
-and load a config back by URI (`models:/NAME@production`), cached per process."""
+and load a config back by URI (`models:/NAME@production`).
+
+A promotion cannot silently break what the alias serves: a version records the template fields its prompt
+needs (its input schema) and the tune's test metric; moving an alias to a version that needs other fields,
+or that tested worse than the version holding the alias, is refused unless forced."""
 from __future__ import annotations
 
 import functools
 import json
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from .config import TrackingConfig
 from .errors import ConfigError
 from .store import check_uri
+from .templates import config_fields
+
+ALIAS_TTL_S = 10.0  # how long a resolved alias is trusted: a moved alias is seen within this time
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -36,25 +45,64 @@ def last_tune_run(uri: str | None = None) -> str:
     return runs[0].info.run_id
 
 
-def promote(run_id: str | None = None, name: str | None = None, alias: str = "production",
-            uri: str | None = None):
-    """Register the run's best config as a new model version and point `alias` at it.
-
-    Everything goes through an MlflowClient on `uri`: MLflow's process-wide tracking URI is left alone."""
-    import mlflow.pyfunc
+def _holder(client, name: str, alias: str):
+    """The version `alias` points at now, or None."""
     from mlflow.exceptions import MlflowException
 
-    from .serving import pip_requirements
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def check_promotion(holder, fields: list[str], metric: str | None, value: float | None, mode: str,
+                    name: str, alias: str) -> None:
+    """Refuse (ConfigError) to move `alias` from `holder` to a version needing other `fields` or whose
+    test `metric` is worse; a holder registered without these tags is not compared."""
+    if holder is None:
+        return
+    where = f"{name}@{alias} (version {holder.version})"
+    known = holder.tags.get("input_fields")
+    if known is not None and known.split(",") != fields and not (known == "" and not fields):
+        old = set(filter(None, known.split(",")))
+        added, removed = sorted(set(fields) - old), sorted(old - set(fields))
+        change = "; ".join(part for part in (f"needs {', '.join(added)}" if added else "",
+                                             f"no longer takes {', '.join(removed)}" if removed else "") if part)
+        raise ConfigError(f"refused: the new version's prompt {change} (fields {', '.join(fields) or 'none'}; "
+                          f"{where} takes {', '.join(sorted(old)) or 'none'}): callers of {alias} send those "
+                          "fields. Promote to another alias, or pass force=true")
+    before = holder.tags.get(f"metric.test_{metric}") if metric else None
+    if before is not None and value is not None:
+        worse = value < float(before) if mode == "max" else value > float(before)
+        if worse:
+            raise ConfigError(f"refused: test {metric} {value:.4g} is worse than {float(before):.4g} of {where}"
+                              f" ({'higher' if mode == 'max' else 'lower'} is better); pass force=true to "
+                              "promote it anyway")
+
+
+def promote(run_id: str | None = None, name: str | None = None, alias: str = "production",
+            uri: str | None = None, force: bool = False):
+    """Register the run's best config as a new model version (with its input schema: the template fields
+    its prompt needs) and point `alias` at it; refused when that would change the fields the alias takes
+    or worsen its test metric, unless `force`.
+
+    Everything goes through an MlflowClient on `uri`: MLflow's process-wide tracking URI is left alone."""
+    from mlflow.exceptions import MlflowException
 
     client = _client(uri)
     run_id = run_id or last_tune_run(uri)
     run = client.get_run(run_id)
     name = name or run.data.tags.get("registered_model") or f"{run.data.tags.get('task', 'engine')}-model"
+    metric, mode = run.data.tags.get("metric"), run.data.tags.get("mode", "max")
+    metrics = run.data.metrics
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(client.download_artifacts(run_id, "best_config.json", tmp))
+        fields = config_fields(json.loads(config_path.read_text()))
+        if not force:
+            check_promotion(_holder(client, name, alias), fields, metric, metrics.get(f"test_{metric}"), mode,
+                            name, alias)
         model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-                                 artifacts={"config": str(config_path)}, pip_requirements=pip_requirements())
+        _save_model(model_dir, config_path, fields)
         client.log_artifacts(run_id, str(model_dir), "model")
     try:
         client.create_registered_model(name)
@@ -62,16 +110,37 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run_id)
-    client.set_registered_model_alias(name, alias, version.version)
-    metrics = run.data.metrics
     tags = {"source_run": run_id, "task": run.data.tags.get("task", ""), "alias_at_promotion": alias,
-            **{f"metric.{k}": str(v) for k, v in metrics.items() if k.startswith(("test_", "tune_", "dollars"))}}
+            "input_fields": ",".join(fields), "metric": metric or "", "mode": mode, "forced": str(bool(force)).lower(),
+            **{f"metric.{k}": str(v) for k, v in metrics.items() if k.startswith(("test_", "tune_", "paid_", "saved_"))}}
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
     client.update_model_version(name, version.version, description=(
-        f"best config of tune run {run_id}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
-                                                          if k.startswith(("test_", "tune_")))))
-    return version
+        f"best config of tune run {run_id}; input fields: {', '.join(fields) or 'none'}; " + ", ".join(
+            f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("test_", "tune_")))))
+    client.set_registered_model_alias(name, alias, version.version)
+    return client.get_model_version(name, version.version)  # with its tags
+
+
+def _save_model(model_dir: Path, config_path: Path, fields: list[str]) -> None:
+    """The pyfunc model: the config as artifact, an input schema of its template fields (any type: a number
+    formats as well as a string), the engine's requirements."""
+    import warnings
+
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    from .serving import pip_requirements
+
+    signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), f) for f in fields]) if fields else None,
+                               outputs=Schema([ColSpec("string", "completion")]))
+    with warnings.catch_warnings():  # type-hint and schema notices about MLflow's own wrapper
+        warnings.simplefilter("ignore")
+        mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                                 artifacts={"config": str(config_path)}, pip_requirements=pip_requirements(),
+                                 signature=signature)
 
 
 def _artifact_source(client, uri: str) -> str:
@@ -86,14 +155,34 @@ def _artifact_source(client, uri: str) -> str:
     return client.get_model_version(name, number).source
 
 
+_sources: dict[tuple[str, str], tuple[float, str]] = {}  # (uri, tracking) -> (when resolved, source)
+_sources_lock = threading.Lock()
+
+
+def _resolve(uri: str, tracking: str) -> str:
+    """Where `uri`'s files are, resolved again once ALIAS_TTL_S has passed (an alias moves; a version's
+    files do not)."""
+    key, now = (uri, tracking), time.monotonic()
+    with _sources_lock:
+        hit = _sources.get(key)
+    if hit and now - hit[0] < ALIAS_TTL_S:
+        return hit[1]
+    try:
+        source = _artifact_source(_client(tracking), uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing model or alias
+        raise ConfigError(f"cannot load {uri} from {tracking}: {exc}") from None
+    with _sources_lock:
+        _sources[key] = (now, source)
+    return source
+
+
 @functools.lru_cache(maxsize=64)
-def _load(uri: str, tracking: str) -> str:
+def _load(source: str, tracking: str, uri: str) -> str:
     import mlflow.artifacts
 
     try:
-        source = _artifact_source(_client(tracking), uri)
         local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing model or alias
+    except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"cannot load {uri} from {tracking}: {exc}") from None
     files = list(Path(local).rglob("best_config.json")) or list(Path(local).rglob("*.json"))
     if not files:
@@ -102,7 +191,10 @@ def _load(uri: str, tracking: str) -> str:
 
 
 def load_config(uri: str, tracking: str | None = None) -> dict:
-    """The plain config dict registered at `uri` (e.g. models:/NAME@production); loaded once per process."""
+    """The plain config dict registered at `uri` (e.g. models:/NAME@production). A version's files are
+    downloaded once per process; an alias is looked up again after ALIAS_TTL_S, so a long-running process
+    follows a promotion."""
     if not isinstance(uri, str) or not uri.startswith(("models:/", "runs:/")):
         raise ConfigError(f"a registered config URI looks like models:/NAME@alias, got {uri!r}")
-    return json.loads(_load(uri, tracking_uri(tracking)))
+    tracking = tracking_uri(tracking)
+    return json.loads(_load(_resolve(uri, tracking), tracking, uri))

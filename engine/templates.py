@@ -1,6 +1,8 @@
 """Instantiate prompt and chat-message templates with a context (one data point)."""
 from __future__ import annotations
 
+import re
+import string
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError, TemplateKeyError
@@ -42,3 +44,23 @@ def render_messages(messages: list, context: Mapping[str, Any] | None, index: in
         rendered["content"] = render(m["content"], context, index)
         out.append(rendered)
     return out
+
+
+def template_fields(template: Template) -> set[str]:
+    """The context keys a str template formats (`{a}`, `{point.x}`, `{row[0]}` -> a, point, row); a callable's
+    are unknown (empty)."""
+    if not isinstance(template, str):
+        return set()
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"prompt template {template[:60]!r} cannot be formatted: {exc}") from None
+    return {re.split(r"[.\[]", name, maxsplit=1)[0] for _, name, _, _ in parsed
+            if name and not name.isdigit()}
+
+
+def config_fields(config: Mapping[str, Any]) -> list[str]:
+    """The fields a config's prompt (or its messages) needs from each data point, sorted."""
+    templates = [config.get("prompt")] if "prompt" in config else [
+        m.get("content") for m in config.get("messages") or [] if isinstance(m, Mapping)]
+    return sorted(set().union(*(template_fields(t) for t in templates if t is not None)))

@@ -1,0 +1,127 @@
+"""Promotion that cannot silently break production: a version's input schema, the refusals (fields changed,
+metric worse) and `force`, an alias followed by a long-running process, MLFLOW_TRACKING_URI honoured, and
+the served model answering rows concurrently with a one-line 400 for bad input."""
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import engine.promotion as promotion
+from conftest import composed
+from engine.config import to_run_config
+from engine.errors import ConfigError
+from engine.promotion import load_config, promote
+from engine.serving import ConfigModel, pip_requirements
+from engine.tracking import Tracker
+
+QUESTION = {"model": "smollm2", "prompt": "Answer with a number. {question}", "max_tokens": 8}
+OPERANDS = {"model": "smollm2", "prompt": "What is {a} {op} {b}?", "max_tokens": 8}
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    return {"uri": uri, "client": MlflowClient(uri, uri), "dir": tmp_path}
+
+
+def finished(store, config, success):
+    """A finished tune run as engine.tune leaves it: best config, metric tags, test metric."""
+    tracker = Tracker(store["uri"], "arithmetic", (store["dir"] / "artifacts").as_uri())
+    tracker.start({}, {"task": "arithmetic", "registered_model": "arith", "metric": "success", "mode": "max"})
+    tracker.finish(config, {"test_success": success, "tune_success": success}, [], "success", "max")
+    return tracker.run_id
+
+
+def holder(store, alias="production"):
+    return str(store["client"].get_model_version_by_alias("arith", alias).version)
+
+
+def test_a_version_carries_the_fields_its_prompt_needs_as_its_input_schema(store):
+    from mlflow.models import Model
+
+    version = promote(finished(store, OPERANDS, 0.5), uri=store["uri"])
+    assert version.tags["input_fields"] == "a,b,op"
+    model = Model.load(store["client"].download_artifacts(version.run_id, "model", str(store["dir"])))
+    assert model.signature.inputs.input_names() == ["a", "b", "op"]
+
+
+def test_a_promotion_that_changes_the_fields_is_refused_unless_forced(store):
+    promote(finished(store, OPERANDS, 0.5), uri=store["uri"])
+    question = finished(store, QUESTION, 0.9)
+    with pytest.raises(ConfigError) as refused:
+        promote(question, uri=store["uri"])
+    message = str(refused.value)
+    assert "needs question" in message and "no longer takes a, b, op" in message and "force=true" in message
+    assert holder(store) == "1" and len(store["client"].search_model_versions("name='arith'")) == 1
+    promote(question, alias="staging", uri=store["uri"])  # another alias: nobody calls it with a, op, b yet
+    assert holder(store, "staging") == "2" and holder(store) == "1"
+    assert promote(question, uri=store["uri"], force=True).tags["forced"] == "true"
+    assert holder(store) == "3"
+
+
+def test_a_promotion_with_a_worse_test_metric_is_refused_unless_forced_showing_both(store):
+    promote(finished(store, OPERANDS, 0.8), uri=store["uri"])
+    worse = finished(store, {**OPERANDS, "max_tokens": 4}, 0.55)
+    with pytest.raises(ConfigError, match=r"test success 0\.55 is worse than 0\.8 of arith@production"):
+        promote(worse, uri=store["uri"])
+    assert holder(store) == "1"
+    promote(finished(store, {**OPERANDS, "max_tokens": 6}, 0.8), uri=store["uri"])  # as good: moves
+    assert holder(store) == "2"
+    promote(worse, uri=store["uri"], force=True)
+    assert holder(store) == "3"
+
+
+def test_a_long_running_process_sees_the_alias_move(store, monkeypatch):
+    promote(finished(store, OPERANDS, 0.5), uri=store["uri"])
+    uri = "models:/arith@production"
+    assert load_config(uri, store["uri"])["max_tokens"] == 8
+    promote(finished(store, {**OPERANDS, "max_tokens": 5}, 0.6), uri=store["uri"])
+    assert load_config(uri, store["uri"])["max_tokens"] == 8  # within the time-to-live: the version seen
+    monkeypatch.setattr(promotion, "ALIAS_TTL_S", 0.0)
+    assert load_config(uri, store["uri"])["max_tokens"] == 5
+
+
+def test_mlflow_tracking_uri_is_honoured_by_promote_and_tune_without_tracking_uri(store, monkeypatch, tmp_path):
+    run_id = finished(store, OPERANDS, 0.5)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    out = subprocess.run([sys.executable, "-m", "engine.promote"], capture_output=True, text=True, cwd=cwd,
+                         env={**__import__("os").environ, "MLFLOW_TRACKING_URI": store["uri"]}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"from run {run_id}" in out.stdout and "fields a,b,op" in out.stdout
+    assert not list(cwd.iterdir()), "promote made a store of its own"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team:5000")
+    assert to_run_config(composed()).tracking.uri == "http://mlflow.team:5000"
+    assert to_run_config(composed("tracking.uri=sqlite:///x.db")).tracking.uri == "sqlite:///x.db"
+
+
+def served(session, config):
+    model = ConfigModel()
+    model.config, model.session = config, session
+    return model
+
+
+def test_the_served_model_answers_rows_concurrently(fake_models, session):
+    fake_models.latency = 0.5
+    model = served(session, {"model": "fake-chat", "prompt": "What is {a} + {b}?", "max_tokens": 8})
+    started = time.monotonic()
+    out = model.predict(None, pd.DataFrame([{"a": i, "b": 1} for i in range(4)]))
+    assert time.monotonic() - started < 1.5  # four rows of 0.5 s each, at once
+    assert [c.split()[0] for c in out["completion"]] == ["1", "2", "3", "4"]  # in order
+
+
+def test_a_bad_row_is_a_one_line_client_error(fake_models, session):
+    model = served(session, {"model": "fake-chat", "prompt": "What is {a} + {b}?", "max_tokens": 8})
+    with pytest.raises(MlflowException) as bad:
+        model.predict(None, pd.DataFrame([{"a": 1, "b": 2}, {"question": "What is 1 + 1?"}]))
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE" and bad.value.get_http_status_code() == 400
+    assert str(bad.value.message) == "row 1: missing field(s) a, b; this config's prompt needs a, b"
+    assert not fake_models.requests  # refused before any request
+
+
+def test_the_models_requirements_include_the_engine_itself():
+    assert pip_requirements()[0].startswith("engine")
