@@ -21,9 +21,13 @@ PROVIDERS = ("openai", "azure", "compatible", "embedded")
 
 
 def conf_dir() -> Path:
-    """The project's `conf/` folder (override with ENGINE_CONF_DIR)."""
+    """The project's `conf/` folder (override with ENGINE_CONF_DIR): `engine/conf` in an installed package
+    (shipped as package data, with `engine/experiments` beside it), else the source tree's `conf/`."""
     env = os.environ.get("ENGINE_CONF_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent
+    return package / "conf" if (package / "conf" / "config.yaml").is_file() else package.parent / "conf"
 
 
 @dataclass(frozen=True, eq=False)  # identity-hashed, so resolved endpoints can be memoised per spec

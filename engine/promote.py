@@ -10,10 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli import friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs
+from .models import conf_dir
 from .promotion import promote
 
 
-@hydra.main(config_path="../conf", config_name="promote", version_base="1.3")
+@hydra.main(config_path=str(conf_dir()), config_name="promote", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     quiet_libraries()
     with friendly_errors():

@@ -10,13 +10,14 @@ from omegaconf import DictConfig
 from .cli import friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs, to_run_config
 from .errors import ConfigError
+from .models import conf_dir
 from .runner import load_saved_config, session_for
 from .session import current_session
 from .tasks import load_task
 from .testing import evaluate_config
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     quiet_libraries()
     with friendly_errors():
