@@ -287,3 +287,39 @@ def test_smollm2_through_a_config_list(session):
                           max_tokens=6, temperature=0)
     assert "Paris" in r.choices[0].message.content and r["config_id"] == 0
     assert 0 < r["cost"] < 1e-4
+
+
+# ---- row 7: one search over several models ---------------------------------------------------------------
+def test_a_config_list_of_several_models_is_one_search_seeded_with_each_model(fake, session, tmp_path):
+    from fake_openai import landscape_responder
+    fake.responder = landscape_responder
+    log = tmp_path / "trials.jsonl"
+    config_list = [{"model": "gpt-4", "api_key": SECRET, "api_base": fake.base_url},
+                   {"model": "gpt-3.5-turbo", "api_key": SECRET, "api_base": fake.base_url}]
+    best, _ = Completion.tune(DATA, "success", "max", eval_func, optimization_budget=0.5, num_samples=4,
+                              log_file_name=str(log), config_list=config_list, prompt="{question}", max_tokens=8)
+    trials = [json.loads(line) for line in log.read_text().splitlines()]
+    first, second = trials[0]["config"], trials[1]["config"]
+    assert {first["model"], second["model"]} == {"gpt-4", "gpt-3.5-turbo"}  # each model once, first
+    same = {k: v for k, v in first.items() if k not in ("model", "config_list")}
+    assert same == {k: v for k, v in second.items() if k not in ("model", "config_list")}
+    for trial in trials[:2]:  # each trial's requests go to its own model's entry, priced by that model
+        assert [e["model"] for e in trial["config"]["config_list"]] == [trial["config"]["model"]]
+        assert trial["config"]["config_list"][0]["api_key"] == "***"
+    price = {"gpt-4": (0.03, 0.06), "gpt-3.5-turbo": (0.0005, 0.0015)}
+    for trial in trials[:2]:
+        p, c = price[trial["config"]["model"]]
+        assert trial["cost_usd"] == pytest.approx((trial["prompt_tokens"] * p + trial["completion_tokens"] * c) / 1000)
+    sent = [b["model"] for b in fake.completions()]
+    assert set(sent) == {"gpt-4", "gpt-3.5-turbo"}
+    assert best["model"] in ("gpt-4", "gpt-3.5-turbo") and "SECRET" not in log.read_text()
+
+
+def test_model_choice_is_searched_starting_with_every_model_on_the_same_settings(fake_models, tmp_path):
+    from flaml import tune
+    log = tmp_path / "trials.jsonl"
+    Completion.tune(DATA, "success", "max", eval_func, optimization_budget=0.05, num_samples=3,
+                    log_file_name=str(log), model=tune.choice(["fake-chat", "fake-text"]), prompt="{question}")
+    first, second = [json.loads(line)["config"] for line in log.read_text().splitlines()[:2]]
+    assert {first.pop("model"), second.pop("model")} == {"fake-chat", "fake-text"} and first == second
+    assert {r["path"] for r in fake_models.requests} == {"/v1/chat/completions", "/v1/completions"}

@@ -47,6 +47,7 @@ class SearchSpace:
     messages: list | None = None
     stops: list | None = None
     constants: dict = field(default_factory=dict)
+    entries: dict = field(default_factory=dict)  # model -> its config_list entries, when a config_list is searched
 
     def decode(self, sample: dict) -> dict:
         """A FLAML sample -> a request config (templates, stop list, flat sampling parameters)."""
@@ -67,6 +68,8 @@ class SearchSpace:
         for k in ("n", "max_tokens"):
             if k in flat:
                 flat[k] = int(flat[k])
+        if flat.get("model") in self.entries:
+            flat["config_list"] = self.entries[flat["model"]]
         return flat
 
     def choice_key(self, config: dict) -> tuple:
@@ -123,14 +126,44 @@ def build_space(overrides: dict | None = None) -> SearchSpace:
     models = space.pop("model")
     if isinstance(models, Categorical):
         models = list(models.categories)
+    entries = _entries_by_model(space.get("config_list")) if "model" not in overrides else {}
+    if entries:  # 0.1.x: the models of a config_list are searched, each with its own entries
+        models = list(entries)
+        if len(models) > 1:
+            space.pop("config_list")
     result.models = list(models) if isinstance(models, (list, tuple)) else [models]
     if len(result.models) == 1:
         space["model"] = result.models[0]
     else:  # hierarchical: every model gets its own sampling hyperparameters
         sub = {k: space.pop(k) for k in ("max_tokens", "temperature_or_top_p", "n") if k in space}
         space["subspace"] = tune.choice([{"model": m, **sub} for m in result.models])
+        result.entries = entries if len(entries) > 1 else {}
     result.constants = {k: v for k, v in space.items() if not isinstance(v, (Domain, dict))}
     return result
+
+
+def _entries_by_model(config_list) -> dict[str, list]:
+    """{model: its entries} of a config_list whose every entry names a model (else {}), in first-seen order."""
+    if not isinstance(config_list, list) or not config_list:
+        return {}
+    if not all(isinstance(e, dict) and e.get("model") for e in config_list):
+        return {}
+    out: dict[str, list] = {}
+    for entry in config_list:
+        out.setdefault(entry["model"], []).append(entry)
+    return out
+
+
+def starting_points(space: "SearchSpace", metric: str, mode: str) -> list[dict] | None:
+    """EcoOptiGen's start for several models: the search's first config, then the same settings on every other
+    model, so each model is tried once before the search moves on (None for one model)."""
+    if len(space.models) < 2:
+        return None
+    from flaml import BlendSearch  # the first suggestion of a throwaway search of the same space
+
+    first = BlendSearch(metric=metric, mode=mode, space=space.space).suggest("start")
+    sub = first["subspace"]
+    return [first] + [{**first, "subspace": {**sub, "model": m}} for m in space.models if m != sub["model"]]
 
 
 def _as_choices(value, is_list) -> list:

@@ -31,7 +31,7 @@ from .preflight import dry_run_eval_func, estimate, trial_worst_case
 from .pruning import CostPruner
 from .reporter import TrialReporter
 from .scheduler import OrderedAdmission, Snapshot, TrialScheduler
-from .space import build_space
+from .space import build_space, starting_points
 from .spec import TuneSpec
 from .stages import EvalFuncInterrupted, StageRunner
 
@@ -83,7 +83,8 @@ class Tuner:
             self.reporter.say(f"trials on Ray: {spec.trials} at once, {self._remote.describe()}")
         with self.reporter, _quiet_search_logs(), ThreadPoolExecutor(1, thread_name_prefix="eval_func") as scorer:
             search = BlendSearch(metric=spec.metric, mode=spec.mode, space=self.space.space, cost_attr="cost_usd",
-                                 cost_budget=spec.optimization_budget, metric_constraints=constraints)
+                                 cost_budget=spec.optimization_budget, metric_constraints=constraints,
+                                 points_to_evaluate=starting_points(self.space, spec.metric, spec.mode))
             search.set_search_properties(spec.metric, spec.mode, None,
                                          **({"num_samples": spec.num_samples} if spec.num_samples > 0 else {}))
             runner = SequentialTrialRunner(search_alg=search, scheduler=None, metric=spec.metric, mode=spec.mode)
