@@ -42,7 +42,7 @@ def concurrency_speedup(budget: float = 0.02, num_samples: int = 4, latency: flo
 
 def ray_vs_local(workers: int = 2, num_samples: int = 12, latency: float = 0.2) -> dict:
     """Trials per minute: the default local path vs `workers` Ray workers (Ray's start-up timed apart)."""
-    from engine.tuning.ray_trials import _connect
+    from engine.tuning.ray_trials import _connect, warm_up
 
     from flaml.tune import lograndint, uniform
 
@@ -50,6 +50,7 @@ def ray_vs_local(workers: int = 2, num_samples: int = 12, latency: float = 0.2) 
     settings = RaySettings(workers=workers, share_cache=False)
     start = time.perf_counter()
     ray = _connect(settings)
+    warm_up(ray, workers)
     startup = time.perf_counter() - start
     try:
         with fake_server_process(latency=latency, landscape=True) as base_url:

@@ -32,7 +32,7 @@ def main() -> None:
     print(f"  speedup                            {tune['speedup']:8.1f}x")
     spread = ray_vs_local()
     print(f"\n## trials per minute, parallel=local vs parallel=ray, loopback server adding "
-          f"{spread['latency'] * 1000:.0f} ms per request (Ray start-up {spread['ray_startup_s']:.1f} s, not counted)")
+          f"{spread['latency'] * 1000:.0f} ms per request (Ray start-up and workers' imports {spread['ray_startup_s']:.1f} s, not counted)")
     for name, r in spread["runs"].items():
         print(f"  {name:18} {r['trials_per_min']:7.1f} trials/min ({r['trials']} trials in {r['wall_s']:.1f} s, "
               f"paid ${r['paid']:.6f})")

@@ -152,6 +152,7 @@ class RayTrials:
         self.workers_seen: set[str] = set()
         self._ray = _connect(settings)
         self._remote = self._ray.remote(num_cpus=1, max_retries=0)(evaluate_trial)
+        warm_up(self._ray, settings.workers)
 
     def describe(self) -> str:
         resources = self._ray.cluster_resources()
@@ -177,6 +178,16 @@ class RayTrials:
         self.workers_seen.add(result.worker)
         if result.error is not None:
             raise result.error
+
+
+def _where() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def warm_up(ray, workers: int) -> set[str]:
+    """A fresh worker spends seconds importing the engine: pay it once per worker, before the first trial."""
+    where = ray.remote(num_cpus=1)(_where)
+    return set(ray.get([where.remote() for _ in range(workers)]))
 
 
 def _picklable(exc: BaseException) -> bool:
