@@ -154,7 +154,7 @@ class ModelCatalog:
 
     def cost(self, model: str, usage: dict | None) -> float:
         """Dollars for a response's reported usage; nothing is guessed when usage is missing."""
-        spec = self.get(model)
+        spec = self._specs.get(model) or self.get(model)
         if not usage:
             raise ConfigError(f"response for {model!r} has no `usage`: its cost cannot be computed")
         if not spec.price_known:
@@ -163,6 +163,7 @@ class ModelCatalog:
                 logger.warning("model %r has no known price (no %s/%s.yaml, not in genai-prices): its cost is "
                                "reported as 0", model, self.folder, model)
             return 0.0
-        return (usage.get("prompt_tokens", 0) or 0) * spec.prompt_price + (
+        price = spec.price_per_1k  # known here: the same figures as prompt_price/completion_price, fewer calls
+        return (usage.get("prompt_tokens", 0) or 0) * (float(price["prompt"]) / 1000.0) + (
             usage.get("completion_tokens", 0) or 0
-        ) * spec.completion_price
+        ) * (float(price["completion"]) / 1000.0)
