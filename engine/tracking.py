@@ -29,6 +29,8 @@ from .store import ensure_store
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
 TAG_MAX = 5000  # a tag value is kept shorter than MLflow's limit
+# the UI opens an experiment on its runs table (MLflow 3 otherwise guesses, and shows a GenAI traces overview)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 ABBREVIATIONS = {"temperature": "T"}  # how a trial's name spells a searched key
 CREDENTIALS_IN_URI = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")  # postgresql://user:PASSWORD@host
 NAME_ORDER = ("n", "max_tokens", "temperature", "top_p", "model", "prompt", "messages", "stop")
@@ -88,7 +90,10 @@ def source_tags() -> dict[str, str]:
 
 
 def _is_domain(value: Any) -> bool:
-    return hasattr(value, "sample") and hasattr(value, "get_sampler")
+    return value is SEARCHED or (hasattr(value, "sample") and hasattr(value, "get_sampler"))
+
+
+SEARCHED = object()  # a key the tuner searches without a domain in the space
 
 
 def describe_domain(value: Any) -> Any:
@@ -140,9 +145,11 @@ def _choices(value: Any) -> list | None:
 
 def trial_name(number: int, config: dict, space: dict | None) -> str:
     """`trial-3 n=2 max_tokens=37 T=1.27`: the keys the space searches, a chosen prompt by its index."""
-    parts = [f"trial-{number}"]
-    for key in sorted((space or {}), key=lambda k: (NAME_ORDER.index(k) if k in NAME_ORDER else 99, k)):
-        domain, value = space[key], config.get(key)
+    parts, space = [f"trial-{number}"], space or {}
+    # the space's keys, and those the tuner searches of its own accord (temperature or top_p when neither is set)
+    keys = set(space) | {k for k in ("temperature", "top_p") if isinstance(config.get(k), (int, float))}
+    for key in sorted(keys, key=lambda k: (NAME_ORDER.index(k) if k in NAME_ORDER else 99, k)):
+        domain, value = space.get(key, SEARCHED), config.get(key)
         choices = _choices(domain)
         if value is None or (choices is None and not _is_domain(domain)) or (choices is not None and len(choices) < 2):
             continue
@@ -211,16 +218,21 @@ class Tracker:
         self.uri = uri
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=artifact_location)
+            experiment, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
+        if found and not all(found.tags.get(k) for k in EXPERIMENT_TAGS):
+            for key, value in EXPERIMENT_TAGS.items():
+                self.client.set_experiment_tag(self.experiment_id, key, value)
         self.run_id: str | None = None
         self.space: dict | None = None
         self.trial_runs: dict[int, str] = {}  # trial number -> its child run
+        self.source: dict[str, str] = {}  # MLflow's standard tags, the same on the parent and its trials
 
     def start(self, params: dict, tags: dict, inputs: dict[str, list[dict]] | None = None,
               name: str | None = None, space: dict | None = None) -> str:
         """The parent run; with `space`, its readable text (param `search_space`, artifact search_space.yaml)
         and the trial names that say what each trial chose."""
-        tags = {**source_tags(), **{k: str(v) for k, v in tags.items() if v is not None}}
+        self.source = source_tags()
+        tags = {**self.source, **{k: str(v) for k, v in tags.items() if v is not None}}
         tags["engine.kind"] = "tune"
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         self.run_id = run.info.run_id
@@ -242,7 +254,8 @@ class Tracker:
         now = time.time()
         start_ms = int((trial.started_at or now) * 1000)
         end_ms = max(start_ms, int((trial.ended_at or now) * 1000))
-        tags = {MLFLOW_PARENT_RUN_ID: self.run_id, "engine.kind": "trial", "pruned": trial.pruned or "no"}
+        tags = {**self.source, MLFLOW_PARENT_RUN_ID: self.run_id, "engine.kind": "trial",
+                "pruned": trial.pruned or "no"}
         if trial.error:
             tags["error"] = trial.error[:TAG_MAX]
         child = self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags,
@@ -273,9 +286,9 @@ class Tracker:
             self.client.set_tag(self.run_id, "best_trial", trial_name(best_trial.number, best_trial.config,
                                                                       self.space))
         if note or best_run:
-            link = f" Best trial: [{trial_name(best_trial.number, best_trial.config, self.space)}]" \
-                   f"(#/experiments/{self.experiment_id}/runs/{best_run})." if best_run else ""
-            self.client.set_tag(self.run_id, "mlflow.note.content", f"{note or ''}{link}".strip()[:TAG_MAX])
+            link = f"best trial: [{trial_name(best_trial.number, best_trial.config, self.space)}]" \
+                   f"(#/experiments/{self.experiment_id}/runs/{best_run})" if best_run else ""
+            self.client.set_tag(self.run_id, "mlflow.note.content", "; ".join(filter(None, (note, link)))[:TAG_MAX])
         with tempfile.TemporaryDirectory() as tmp:
             plot = cost_vs_metric(trials, metric, mode, Path(tmp) / "cost_vs_metric.png")
             self.client.log_artifact(self.run_id, str(plot))

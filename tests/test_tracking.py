@@ -92,6 +92,8 @@ def test_trials_are_named_by_their_config_and_span_their_real_time(store, monkey
     _, parent, children, trials = _tune_runs(store, monkeypatch, session, "search.n=[randint,1,3]",
                                              "search.max_tokens=[lograndint,8,64]")
     assert parent.info.run_name == "arithmetic-gpt-4o-mini"  # no overrides given: no suffix
+    kind = store["client"].get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"  # the UI opens on the runs table, not a GenAI overview
     by_number = {t["trial"]: t for t in trials}
     for child in children:
         number = int(child.info.run_name.split()[0].removeprefix("trial-"))
@@ -115,17 +117,18 @@ def test_the_best_trial_is_marked_linked_and_its_config_is_the_parents_params(st
         assert parent.data.params[f"best.{key}"] == str(value)
     note = parent.data.tags["mlflow.note.content"]
     assert note.startswith("success 1.000 on test") and "per 1K instances" in note and "3 trials" in note
-    assert best[0].info.run_id in note and "\n" not in note.split(" Best trial")[0]
+    assert best[0].info.run_id in note and "\n" not in note and "; best trial: [trial-" in note
 
 
 def test_a_run_carries_mlflows_standard_tags_and_the_engines_commit_from_any_folder(store, monkeypatch, session):
     monkeypatch.chdir(store["dir"])  # not a git checkout
-    _, parent, _, _ = _tune_runs(store, monkeypatch, session)
+    _, parent, children, _ = _tune_runs(store, monkeypatch, session)
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.strip()
     tags = parent.data.tags
     assert tags["mlflow.source.git.commit"] == head and len(head) == 40
     assert tags["mlflow.user"] and tags["mlflow.source.name"]
+    assert all(c.data.tags["mlflow.source.git.commit"] == head and c.data.tags["mlflow.user"] for c in children)
 
 
 @pytest.mark.parametrize("error, status", [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])

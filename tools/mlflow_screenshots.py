@@ -1,0 +1,118 @@
+"""Screenshots of what a team sees in the MLflow UI after a sweep and a promotion, taken in headless Chromium.
+
+    python tools/mlflow_screenshots.py [OUT_DIR]        (default: screenshots/)
+
+Runs a two-job sweep (`budget.optimization=0.01,0.02`) on the loopback fake OpenAI server (tests/fake_openai.py,
+nothing paid) into a fresh SQLite store, promotes the last tune, starts `mlflow ui` on that store, and saves:
+runs.png (the runs list, parents named by their overrides, trials nested), parent.png (a tune's run page:
+description, best.* params, tags), trial.png (the best trial: best=true, its real duration), compare.png
+(the compare view of the trials), model.png (the registered version: its input schema and tags).
+Needs `chromium-headless-shell` or `chromium` on the PATH (Debian: apt-get install chromium-headless-shell).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fake_openai import FakeOpenAI  # noqa: E402
+
+
+def chromium() -> str:
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise SystemExit("no headless Chromium on the PATH: apt-get install chromium-headless-shell")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def engine(args: list[str], cwd: Path, env: dict) -> str:
+    out = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env={**os.environ, **env}, capture_output=True,
+                         text=True, timeout=900)
+    if out.returncode:
+        raise SystemExit(f"{' '.join(args[:2])} failed:\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def shoot(browser: str, url: str, path: Path, size=(1600, 1000)) -> None:
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=20000",
+                    f"--screenshot={path}", url], capture_output=True, timeout=120, check=True)
+    print(f"{path}  <- {url}")
+
+
+def main(out: Path) -> None:
+    browser = chromium()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="engine-ui-"))
+    uri = f"sqlite:///{work}/mlflow.db"
+    env = {"MLFLOW_TRACKING_URI": uri, "OPENAI_API_KEY": "sk-test-screenshots"}
+    with FakeOpenAI() as fake:
+        engine(["engine.tune", "-m", "budget.optimization=0.01,0.02", "model=gpt-4o-mini",
+                f"model.base_url={fake.base_url}", "task.tune_size=8", "task.test_size=8", "budget.num_samples=6",
+                "progress=false"], work, env)
+    engine(["engine.promote"], work, env)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("arithmetic").experiment_id
+    runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
+    parent = next(r for r in runs if r.data.tags.get("engine.kind") == "tune")
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    best = next(r for r in trials if r.data.tags.get("best") == "true")
+    version = client.get_model_version_by_alias("arithmetic-gpt-4o-mini", "production")
+
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    ui = subprocess.Popen([str(mlflow), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+                          cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                          env={**os.environ, "PATH": f"{mlflow.parent}:{os.environ.get('PATH', '')}"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or ui.poll() is not None:
+                    raise SystemExit("mlflow ui did not start")
+                time.sleep(0.5)
+        compare = urllib.parse.quote(json.dumps([t.info.run_id for t in trials]))
+        shots = {
+            "runs.png": f"{base}/#/experiments/{experiment}/runs",
+            "parent.png": f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}",
+            "trial.png": f"{base}/#/experiments/{experiment}/runs/{best.info.run_id}",
+            "compare.png": f"{base}/#/compare-runs?runs={compare}&experiments=%5B%22{experiment}%22%5D",
+            "model.png": f"{base}/#/models/{version.name}/versions/{version.version}",
+        }
+        for name, url in shots.items():
+            shoot(browser, url, out / name, (1600, 1400) if name in ("parent.png", "compare.png") else (1600, 1000))
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)  # the UI server and its workers, by its own group id
+        ui.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("screenshots"))
