@@ -35,6 +35,21 @@ def _owner_alive(marker: dict) -> bool:
         return False
 
 
+def _marker(txn, key: bytes) -> dict | None:
+    """The marker of `key`, None when there is none; an unreadable one reads as owned by nobody alive."""
+    raw = txn.get(key)
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+
+
+def _mine(marker: dict) -> bool:
+    return marker.get("pid") == os.getpid() and marker.get("host") == HOST
+
+
 class InFlight:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -50,29 +65,18 @@ class InFlight:
         """Take the marker of `key`: None when this process now owns it, else the live owner's marker."""
         mine = {"pid": os.getpid(), "host": HOST, "expires": time.time() + lease_s}
         with self._lock, self._env.begin(write=True) as txn:
-            raw = txn.get(key)
-            if raw is not None:
-                try:
-                    marker = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    marker = {}
-                if marker.get("pid") != os.getpid() or marker.get("host") != HOST:
-                    if _owner_alive(marker):
-                        return marker
+            marker = _marker(txn, key)
+            if marker is not None and not _mine(marker) and _owner_alive(marker):
+                return marker
             txn.put(key, orjson.dumps(mine))
         return None
 
     def release(self, key: bytes) -> None:
         """Drop this process's marker of `key` (the answer is cached, or the request failed)."""
         with self._lock, self._env.begin(write=True) as txn:
-            raw = txn.get(key)
-            if raw is not None:
-                try:
-                    marker = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    marker = {}
-                if marker.get("pid") == os.getpid() and marker.get("host") == HOST:
-                    txn.delete(key)
+            marker = _marker(txn, key)
+            if marker is not None and _mine(marker):
+                txn.delete(key)
 
     def close(self) -> None:
         self._env.close()

@@ -8,9 +8,13 @@ from hydra import compose, initialize_config_dir
 from engine.config import register_configs
 from engine.models import conf_dir
 from engine.session import Session
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, landscape_responder
 
 PRICE = {"prompt": 0.001, "completion": 0.002}  # USD per 1K tokens of the fake models
+# twelve sums, and two prompts of which the fake server's landscape answers the second one right
+DATA = [{"question": f"What is {a} + {b}?", "answer": a + b} for a, b in
+        [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (2, 2), (4, 5), (6, 1), (8, 3)]]
+PROMPTS = ["{question}", "Think step by step. {question}"]
 
 
 def eval_func(responses, **point):
@@ -72,3 +76,10 @@ def fake_models(fake, session):
     register_fake_models(session.catalog, fake.base_url)
     fake.ignore_n = False
     return fake
+
+
+@pytest.fixture
+def landscape(fake_models):
+    """The fake models, answering with the tuning landscape (fake_openai.landscape_responder)."""
+    fake_models.responder = landscape_responder
+    return fake_models

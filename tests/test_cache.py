@@ -35,8 +35,8 @@ def test_several_processes_write_at_once_without_losing_any(tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        p.join(600)  # spawned interpreters import the engine: slow on a loaded machine, not a failure
+        assert p.exitcode == 0, f"writer exit code {p.exitcode}"
     cache = ResponseCache(path)
     assert len(cache) == 600
     assert cache.get(b"3-149")["i"] == 149

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -227,8 +228,15 @@ def test_mlflow_models_serve_answers_with_the_registered_config(store):
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
                                          headers={"Content-Type": "application/json"})
         answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+        bad = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"dataframe_records": [{"country": "France"}]}).encode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=120)
+        error = json.loads(refused.value.read())
     finally:
         server.terminate()
         server.wait(30)
+    assert refused.value.code == 400 and error["error_code"] == "INVALID_PARAMETER_VALUE", error
+    assert "\n" not in error["message"] and "question" in error["message"], error["message"]
     predictions = answer["predictions"]
     assert len(predictions) == 1 and "Paris" in predictions[0]["completion"]  # greedy: "... is Paris."

@@ -7,20 +7,11 @@ import pytest
 from flaml.tune import randint
 
 from engine import BudgetError, Completion, ConfigError, TemplateKeyError
-from conftest import PRICE, eval_func
+from conftest import DATA, PROMPTS, PRICE, eval_func
 from engine.completion import _last_eval_func
 from engine.tuning import Tuner, TuneSpec
-from fake_openai import landscape_responder
-
-DATA = [{"question": f"What is {a} + {b}?", "answer": a + b} for a, b in
-        [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (2, 2), (4, 5), (6, 1), (8, 3)]]
-PROMPTS = ["{question}", "Think step by step. {question}"]
 
 
-@pytest.fixture
-def landscape(fake_models):
-    fake_models.responder = landscape_responder
-    return fake_models
 
 
 def test_test_aggregates_as_documented(fake_models):
