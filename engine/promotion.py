@@ -124,7 +124,8 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
 
 def _save_model(model_dir: Path, config_path: Path, fields: list[str]) -> None:
     """The pyfunc model: the config as artifact, an input schema of its template fields (any type: a number
-    formats as well as a string), the engine's requirements."""
+    formats as well as a string), the engine's requirements. `mlflow models serve` refuses a request missing
+    one with a 400 before the model runs."""
     import warnings
 
     import mlflow.pyfunc

@@ -49,6 +49,8 @@ class ConfigModel(mlflow.pyfunc.PythonModel):
 
     def _check(self, rows: list) -> None:
         needed = config_fields(self.config)
+        if not rows:
+            raise ConfigError(f"no rows with the fields this config's prompt needs: {', '.join(needed) or 'none'}")
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise ConfigError(f"row {i}: expected an object of fields {needed}, got {type(row).__name__}")

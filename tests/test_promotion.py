@@ -121,6 +121,8 @@ def test_a_bad_row_is_a_one_line_client_error(fake_models, session):
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE" and bad.value.get_http_status_code() == 400
     assert str(bad.value.message) == "row 1: missing field(s) a, b; this config's prompt needs a, b"
     assert not fake_models.requests  # refused before any request
+    with pytest.raises(MlflowException, match="no rows with the fields this config's prompt needs: a, b"):
+        model.predict(None, pd.DataFrame())
 
 
 def test_the_models_requirements_include_the_engine_itself():
