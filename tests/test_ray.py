@@ -53,6 +53,29 @@ def test_trials_run_on_ray_workers_under_one_budget(fake_models, session, share_
     assert best_again == best
 
 
+def test_an_eval_func_from_a_module_workers_cannot_import_travels_by_value(fake_models, session, tmp_path):
+    """Task packs are loaded from their files under a name no worker can import (engine_experiments.*)."""
+    import importlib.util
+    import sys
+
+    path = tmp_path / "pack.py"
+    path.write_text("def right(text, answer):\n    return text.split()[:1] == [str(answer)]\n\n"
+                    "def eval_func(responses, **point):\n"
+                    "    ok = [right(r, point['answer']) for r in responses]\n"
+                    "    return {'success': any(ok), 'success_rate': sum(ok) / len(ok)}\n")
+    spec = importlib.util.spec_from_file_location("engine_experiments_unimportable.pack", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    fake_models.responder = landscape_responder
+    tuner = Tuner(TuneSpec(DATA, "success", "max", module.eval_func, optimization_budget=0.004, num_samples=2,
+                           progress=False, ray=RaySettings(workers=2), space={"model": "fake-chat", "max_tokens": 8,
+                                                                              "prompt": "{question}", "n": 1}),
+                  session.requester.for_run(), session.seed)
+    best, _ = tuner.run()
+    assert best["model"] == "fake-chat" and tuner.best_metric is not None
+
+
 def test_ray_settings_are_checked():
     with pytest.raises(ConfigError, match="parallel.workers"):
         RaySettings(workers=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.machinery
 import logging
 import os
 import pickle
@@ -152,6 +153,7 @@ class RayTrials:
         self.workers_seen: set[str] = set()
         self._ray = _connect(settings)
         self._remote = self._ray.remote(num_cpus=1, max_retries=0)(evaluate_trial)
+        ship_by_value(self._ray, spec.eval_func)
         warm_up(self._ray, settings.workers)
 
     def describe(self) -> str:
@@ -178,6 +180,24 @@ class RayTrials:
         self.workers_seen.add(result.worker)
         if result.error is not None:
             raise result.error
+
+
+def ship_by_value(ray, fn) -> list[str]:
+    """Modules a worker cannot import by name (a task pack loaded from its file, a script's helpers) are
+    pickled with the function that needs them instead: eval_func's and those of the functions it closes over."""
+    functions = [fn] + [c.cell_contents for c in (getattr(fn, "__closure__", None) or ())
+                        if callable(getattr(c, "cell_contents", None))]
+    shipped = []
+    for function in functions:
+        name = getattr(function, "__module__", None)
+        module = sys.modules.get(name or "")
+        if module is None or name == "__main__" or name in shipped:
+            continue  # cloudpickle ships __main__ by value already
+        top = name.partition(".")[0]  # found on the import path, not only in this process's sys.modules
+        if top not in sys.builtin_module_names and importlib.machinery.PathFinder.find_spec(top) is None:
+            ray.cloudpickle.register_pickle_by_value(module)
+            shipped.append(name)
+    return shipped
 
 
 def _where() -> str:
