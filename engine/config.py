@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -146,9 +147,18 @@ def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore; `conf/config.yaml` and `conf/promote.yaml` extend them."""
     from hydra.core.config_store import ConfigStore
 
+    from omegaconf import OmegaConf
+
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     store.store(name="promote_schema", node=PromoteConfig)
+    OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
+
+
+def path_safe(text: str) -> str:
+    """A sweep job's folder name from its overrides: what an override value cannot hold unquoted (`=`, `,`,
+    brackets, spaces, quotes) becomes `_`, so that a path inside it can be passed as `config=...`."""
+    return re.sub(r"[^\w.:+@%/-]|/", "_", str(text))
 
 
 def to_run_config(cfg) -> RunConfig:

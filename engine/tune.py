@@ -20,6 +20,14 @@ from .runner import run_experiment
 from .session import current_session
 
 
+def job_label(hydra_cfg) -> str | None:
+    """The job's overrides as they are typed (`budget.optimization=0.01,model=smollm2`), less the keys that say
+    where things are: the MLflow run's name. The sweep folder spells the same with `:` and `+`."""
+    exclude = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    items = sorted(o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in exclude)
+    return ",".join(items) or None
+
+
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     quiet_libraries()
@@ -32,7 +40,7 @@ def main(cfg: DictConfig) -> float | None:
             raise ConfigError(f"config={run.config}: engine.tune searches for a config; to evaluate a saved one, "
                               "run python -m engine.test config=...")
         summary = run_experiment(run, hydra_cfg.runtime.output_dir, current_session(), sweep,
-                                 label=hydra_cfg.job.override_dirname or None)  # names the MLflow run
+                                 label=job_label(hydra_cfg))  # names the MLflow run
     print("\n" + summary.table())
     job_log("summary\n" + summary.table())
     return summary.test_metric

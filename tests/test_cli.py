@@ -48,7 +48,7 @@ def test_multirun_sweeps_two_budgets_on_the_embedded_model_then_test_reuses_the_
                    "task.test_size=3", "search=greedy", "search.max_tokens=[randint,4,12]",
                    f"hydra.sweep.dir={tmp_path}/multirun", "parallel.concurrency=2", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    jobs = sorted((tmp_path / "multirun").glob("[0-9]_budget.optimization=*"))
+    jobs = sorted((tmp_path / "multirun").glob("[0-9]_budget.optimization:*"))
     assert len(jobs) == 2
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
@@ -100,17 +100,18 @@ def test_a_sweep_is_one_folder_with_a_log_per_job_and_runs_named_by_their_overri
     (folder,) = (tmp_path / "multirun").iterdir()  # multirun/<time>/, one for the whole sweep
     assert (folder / "multirun.yaml").exists()
     jobs = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    assert jobs == ["0_budget.num_samples=2,budget.optimization=0.01,model=gpt-4o-mini,search=greedy,"
-                    "task.test_size=4,task.tune_size=4",
-                    "1_budget.num_samples=2,budget.optimization=0.02,model=gpt-4o-mini,search=greedy,"
-                    "task.test_size=4,task.tune_size=4"]
+    assert jobs == ["0_budget.num_samples:2+budget.optimization:0.01+model:gpt-4o-mini+search:greedy+"
+                    "task.test_size:4+task.tune_size:4",
+                    "1_budget.num_samples:2+budget.optimization:0.02+model:gpt-4o-mini+search:greedy+"
+                    "task.test_size:4+task.tune_size:4"]
     for job in jobs:
         log = (folder / job / "tune.log").read_text()
         assert "summary" in log and "success on test" in log and "dollars paid" in log
     client = MlflowClient(uri, uri)
     runs = client.search_runs([client.get_experiment_by_name("arithmetic").experiment_id],
                               "tags.`engine.kind` = 'tune'")
-    assert sorted(r.info.run_name for r in runs) == [f"arithmetic-gpt-4o-mini-{job[2:]}" for job in jobs]
+    assert sorted(r.info.run_name for r in runs) == [  # as typed; the folders spell it with : and +
+        f"arithmetic-gpt-4o-mini-{job[2:].replace(':', '=').replace('+', ',')}" for job in jobs]
     assert {r.data.tags["sweep"] for r in runs} == {str(folder.resolve())}
     noise = [line for line in (sweep.stdout + sweep.stderr).splitlines()
              if "View run" in line or "Warning" in line]
