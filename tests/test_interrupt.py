@@ -34,7 +34,9 @@ def _key(body):
 
 
 def test_interrupted_tune_loses_nothing_it_paid_for(tmp_path):
-    with FakeOpenAI(latency=0.05, responder=landscape_responder) as fake:
+    # 0.3 s per answer: the whole tune takes seconds, so that Ctrl-C lands in the middle of it even when this
+    # process is slow to notice the 10th request (a loaded CI machine)
+    with FakeOpenAI(latency=0.3, responder=landscape_responder) as fake:
         cmd = [sys.executable, "-c", SCRIPT, fake.base_url, str(tmp_path / "cache")]
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
