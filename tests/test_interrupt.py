@@ -11,7 +11,10 @@ import time
 from fake_openai import FakeOpenAI, landscape_responder
 
 SCRIPT = textwrap.dedent("""
-    import logging, sys
+    import logging, signal, sys
+    # Ctrl-C as a terminal delivers it, even when this test runs in a background job (which starts with SIGINT
+    # ignored, and then Python installs no KeyboardInterrupt handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from engine import Completion
     from engine.session import Session
     base_url, cache = sys.argv[1], sys.argv[2]
@@ -35,7 +38,7 @@ def _key(body):
 
 def test_interrupted_tune_loses_nothing_it_paid_for(tmp_path):
     # 0.3 s per answer: the whole tune takes seconds, so that Ctrl-C lands in the middle of it even when this
-    # process is slow to notice the 10th request (a loaded CI machine)
+    # process is slow to notice the 10th request (a loaded machine)
     with FakeOpenAI(latency=0.3, responder=landscape_responder) as fake:
         cmd = [sys.executable, "-c", SCRIPT, fake.base_url, str(tmp_path / "cache")]
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
