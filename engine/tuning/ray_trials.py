@@ -5,9 +5,10 @@ Ray task evaluates one admitted trial and hands back what it measured, what it s
   task runs under an allowance of exactly that amount, and the driver settles the allowance with the figures
   the task returns. A task that dies leaves its whole reservation counted as "possibly billed": the budget
   holds whatever happens on a worker.
-- Cache: every response a task was answered comes back to the driver, which writes it to its own LMDB, so a
-  rerun on the driver pays nothing. A task on the driver's machine also reads and writes the driver's cache
-  directly (and takes part in its cross-process in-flight claims); elsewhere it uses a scratch cache.
+- Cache: a task elsewhere uses a scratch cache and hands every response it was answered back to the driver,
+  which writes it to its own LMDB, so a rerun on the driver pays nothing. A task on the driver's machine
+  (`share_cache`) reads and writes the driver's cache directly instead (and takes part in its cross-process
+  in-flight claims): nothing to hand back, nothing written twice.
 - Code: Ray ships the TuneSpec (data, eval_func) to the workers by pickling; the engine must be installed
   where the workers run (a local Ray started here uses this interpreter).
 """
@@ -67,7 +68,7 @@ class TrialResult:
     paid: float
     unanswered: float
     unanswered_requests: int
-    responses: list[tuple[str, bytes, dict]] = field(default_factory=list)  # (seed, cache key, response)
+    responses: list[tuple[int | str, bytes, dict]] = field(default_factory=list)  # (seed, cache key, response)
     worker: str = ""  # host:pid, for the record and the tests
     error: BaseException | None = None
 
@@ -84,7 +85,7 @@ class _RecordingCache:
 
     def put(self, key: bytes, value: dict) -> None:
         self._cache.put(key, value)
-        self._sink.append((str(self._seed), key, value))
+        self._sink.append((self._seed, key, value))
 
 
 class RecordingCacheRoot(CacheRoot):
@@ -92,7 +93,7 @@ class RecordingCacheRoot(CacheRoot):
 
     def __init__(self, root):
         super().__init__(root)
-        self.new: list[tuple[str, bytes, dict]] = []
+        self.new: list[tuple[int | str, bytes, dict]] = []
         self._recording: dict = {}
 
     def for_seed(self, seed):
@@ -118,9 +119,10 @@ def evaluate_trial(job: TrialJob) -> TrialResult:
     """The body of the Ray task: one trial's stages on this worker, under the driver's allowance."""
     local = job.share_cache and job.cache_host == socket.gethostname() and Path(job.cache_path).is_dir()
     with contextlib.ExitStack() as stack:
-        root = job.cache_path if local else stack.enter_context(tempfile.TemporaryDirectory(prefix="engine-ray-"))
-        caches = RecordingCacheRoot(root)
-        if not local:
+        if local:  # the driver's own cache: what is answered is there already, nothing to hand back
+            caches = CacheRoot(job.cache_path)
+        else:
+            caches = RecordingCacheRoot(stack.enter_context(tempfile.TemporaryDirectory(prefix="engine-ray-")))
             stack.callback(caches.close)
         providers = _providers(job.policy, job.timeout)
         requester = Requester(job.catalog, caches, providers)
@@ -139,7 +141,7 @@ def evaluate_trial(job: TrialJob) -> TrialResult:
         except Exception as exc:  # noqa: BLE001 - handed back with the money figures; the driver raises it
             error = exc if _picklable(exc) else EngineError(f"{type(exc).__name__}: {exc}")
         return TrialResult(job.record, allowance.charged, allowance.paid, allowance.unanswered,
-                           allowance.unanswered_requests, caches.new, f"{socket.gethostname()}:{os.getpid()}", error)
+                           allowance.unanswered_requests, getattr(caches, "new", []), _where(), error)
 
 
 class RayTrials:
@@ -174,7 +176,7 @@ class RayTrials:
             allowance.unanswered_attempt(allowance.limit)  # it may have spent all of it: keep it counted
             raise EngineError(f"trial {record.number} was lost on its Ray worker: {_first_line(exc)}") from None
         for seed, key, response in result.responses:
-            self.requester.caches.for_seed(_seed_type(seed, self.seed)).put(key, response)
+            self.requester.caches.for_seed(seed).put(key, response)
         allowance.add_spent(result.charged, result.paid, result.unanswered, result.unanswered_requests)
         record.__dict__.update(result.record.__dict__)
         self.workers_seen.add(result.worker)
@@ -216,10 +218,6 @@ def _picklable(exc: BaseException) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means: send it as text
         return False
-
-
-def _seed_type(seed: str, like):
-    return type(like)(seed) if isinstance(like, int) else seed
 
 
 def _first_line(exc: BaseException) -> str:
