@@ -238,9 +238,11 @@ class Completion(metaclass=_SeedSettings):
     @classmethod
     def tune(cls, data, metric, mode, eval_func, log_file_name=None, inference_budget=None,
              optimization_budget=None, num_samples=1, logging_level=logging.WARNING, concurrency=8, trials=None,
-             ray=None, **config):
+             ray=None, selection="best", **config):
         """Search inference settings for `data` under the budgets; returns (best_config, analysis).
 
+        The config returned is the cheapest of the equally good complete trials: `selection="best"` breaks
+        exact ties on cost, `selection="1se"` takes the cheapest within one standard error of the best.
         `trials` run in flight together on this process's event loop, or on Ray workers with
         `ray={"address": None | "auto" | "ray://host:port", "workers": 2}`."""
         session = current_session()
@@ -248,6 +250,7 @@ class Completion(metaclass=_SeedSettings):
             spec = TuneSpec(data, metric, mode, eval_func, inference_budget=inference_budget,
                             optimization_budget=optimization_budget, num_samples=num_samples,
                             log_file_name=log_file_name, concurrency=concurrency, trials=trials, ray=ray,
+                            selection=selection,
                             force_chat=cls._force_chat,
                             progress=logging_level <= logging.WARNING, space=config)
             tuner = Tuner(spec, session.requester.for_run(), session.seed)

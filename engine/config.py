@@ -18,6 +18,8 @@ from .errors import ConfigError
 from .store import check_uri
 from .models import ModelSpec
 
+SELECTION_RULES = ("best", "1se")  # engine/tuning/selection.py says what each does
+
 
 def _mutable_schema(spec_cls, name: str):
     """The same fields as a (frozen) spec class, as a mutable dataclass Hydra can compose into."""
@@ -79,6 +81,11 @@ class BudgetConfig:
 
 
 @dataclass
+class SelectionConfig:
+    rule: str = "best"  # best: cost breaks ties on the best metric; 1se: cheapest within one standard error
+
+
+@dataclass
 class CacheConfig:
     path: str = ".cache"
     seed: int = 41
@@ -126,6 +133,7 @@ class RunConfig:
     task: TaskConfig = MISSING
     search: SearchConfig = field(default_factory=SearchConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
@@ -176,6 +184,7 @@ def to_run_config(cfg) -> RunConfig:
         ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency >= 1),
         ("parallel.backend", run.parallel.backend, run.parallel.backend in ("local", "ray")),
         ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),
+        ("selection.rule", run.selection.rule, run.selection.rule in SELECTION_RULES),
     ]
     for path, value, ok in checks:
         if not ok:

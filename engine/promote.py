@@ -24,7 +24,9 @@ def main(cfg: DictConfig) -> None:
     print(f"registered {version.name} version {version.version} from run {version.run_id}; "
           f"alias {options.alias!r} -> version {version.version}\n"
           f"load it with Completion.create(context, config=\"models:/{version.name}@{options.alias}\")"
-          + (f"; each context needs the fields {fields}" if fields else ""))
+          + (f"; each context needs the fields {fields}" if fields else "")
+          + (f"\nagainst the previous {options.alias}: {version.tags['comparison']}"
+             if getattr(version, "tags", None) and version.tags.get("comparison") else ""))
 
 
 if __name__ == "__main__":

@@ -55,12 +55,18 @@ def _holder(client, name: str, alias: str):
         return None
 
 
-def check_promotion(holder, fields: list[str], metric: str | None, value: float | None, mode: str,
-                    name: str, alias: str) -> None:
-    """Refuse (ConfigError) to move `alias` from `holder` to a version needing other `fields` or whose
-    test `metric` is worse; a holder registered without these tags is not compared."""
+def check_promotion(holder, fields: list[str], metric: str | None, figures: dict, mode: str,
+                    name: str, alias: str) -> str:
+    """Refuse (ConfigError) to move `alias` from `holder` to a version needing other `fields` or whose test
+    `metric` is worse beyond noise; returns a note comparing the two (empty when there is no holder). A
+    holder registered without these tags is not compared.
+
+    `figures` are the new run's metrics (`test_<metric>`, `test_<metric>_se`, `..._ci_low/high`, the test cost
+    per 1K instances). "Worse beyond noise" is the one-standard-error rule the tune uses: lower by more than
+    one standard error of the difference, sqrt(se_new^2 + se_old^2) (the two versions' per-point results are
+    not both at hand, so the unpaired error). Without standard errors on both sides, any drop is refused."""
     if holder is None:
-        return
+        return ""
     where = f"{name}@{alias} (version {holder.version})"
     known = holder.tags.get("input_fields")
     if known is not None and known.split(",") != fields and not (known == "" and not fields):
@@ -71,13 +77,52 @@ def check_promotion(holder, fields: list[str], metric: str | None, value: float 
         raise ConfigError(f"refused: the new version's prompt {change} (fields {', '.join(fields) or 'none'}; "
                           f"{where} takes {', '.join(sorted(old)) or 'none'}): callers of {alias} send those "
                           "fields. Promote to another alias, or pass force=true")
-    before = holder.tags.get(f"metric.test_{metric}") if metric else None
-    if before is not None and value is not None:
-        worse = value < float(before) if mode == "max" else value > float(before)
-        if worse:
-            raise ConfigError(f"refused: test {metric} {value:.4g} is worse than {float(before):.4g} of {where}"
-                              f" ({'higher' if mode == 'max' else 'lower'} is better); pass force=true to "
-                              "promote it anyway")
+    if not metric:
+        return ""
+    before = {k.removeprefix("metric."): _number(v) for k, v in holder.tags.items() if k.startswith("metric.")}
+    old, new = _side(before, metric), _side(figures, metric)
+    if old["value"] is None or new["value"] is None:
+        return ""
+    gap = (old["value"] - new["value"]) * (1 if mode == "max" else -1)
+    both = (f"test {metric} {_shown(new)} vs {_shown(old)} of {where}; ${_cost(new)} vs ${_cost(old)} per 1K "
+            "instances")
+    if gap <= 0:
+        return f"not worse: {both}"
+    if new["se"] is not None and old["se"] is not None:
+        noise = (new["se"] ** 2 + old["se"] ** 2) ** 0.5
+        if gap <= noise:
+            return (f"within noise: {metric} lower by {gap:.3g}, within one standard error of the difference "
+                    f"({noise:.3g}); {both}")
+        beyond = f", beyond noise (lower by {gap:.3g}, more than one standard error of the difference {noise:.3g})"
+    else:
+        beyond = " (no standard errors recorded to tell noise from a real drop)"
+    raise ConfigError(f"refused: test {metric} {new['value']:.4g} is worse than {old['value']:.4g} of {where}"
+                      f"{beyond}; {both}; ({'higher' if mode == 'max' else 'lower'} is better); pass force=true "
+                      "to promote it anyway")
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _side(figures: dict, metric: str) -> dict:
+    """One version's test figures: value, standard error, interval, cost per 1K instances (None if unknown)."""
+    get = lambda key: figures.get(key)  # noqa: E731
+    return {"value": get(f"test_{metric}"), "se": get(f"test_{metric}_se"), "low": get(f"test_{metric}_ci_low"),
+            "high": get(f"test_{metric}_ci_high"), "cost": get("test_inference_cost_usd_per_1k_instances")}
+
+
+def _shown(side: dict) -> str:
+    if side["low"] is None or side["high"] is None:
+        return f"{side['value']:.4g}"
+    return f"{side['value']:.3f} [{side['low']:.3f}, {side['high']:.3f}]"
+
+
+def _cost(side: dict) -> str:
+    return "?" if side["cost"] is None else f"{side['cost']:.4f}"
 
 
 def promote(run_id: str | None = None, name: str | None = None, alias: str = "production",
@@ -98,9 +143,12 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(client.download_artifacts(run_id, "best_config.json", tmp))
         fields = config_fields(json.loads(config_path.read_text()))
-        if not force:
-            check_promotion(_holder(client, name, alias), fields, metric, metrics.get(f"test_{metric}"), mode,
-                            name, alias)
+        try:
+            comparison = check_promotion(_holder(client, name, alias), fields, metric, metrics, mode, name, alias)
+        except ConfigError as refused:
+            if not force:
+                raise
+            comparison = f"forced past: {refused}"
         model_dir = Path(tmp) / "model"
         _save_model(model_dir, config_path, fields)
         client.log_artifacts(run_id, str(model_dir), "model")
@@ -112,11 +160,13 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run_id)
     tags = {"source_run": run_id, "task": run.data.tags.get("task", ""), "alias_at_promotion": alias,
             "input_fields": ",".join(fields), "metric": metric or "", "mode": mode, "forced": str(bool(force)).lower(),
+            "comparison": comparison[:5000],
             **{f"metric.{k}": str(v) for k, v in metrics.items() if k.startswith(("test_", "tune_", "paid_", "saved_"))}}
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
     client.update_model_version(name, version.version, description=(
-        f"best config of tune run {run_id}; input fields: {', '.join(fields) or 'none'}; " + ", ".join(
+        f"best config of tune run {run_id}; input fields: {', '.join(fields) or 'none'}; "
+        + (f"against the previous {alias}: {comparison}; " if comparison else "") + ", ".join(
             f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("test_", "tune_")))))
     client.set_registered_model_alias(name, alias, version.version)
     return client.get_model_version(name, version.version)  # with its tags

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from .public import public_view
+from .stats import Estimate
 
 
 def finite_or_none(value):
@@ -28,6 +29,8 @@ class TrialRecord:
     number: int
     config: dict
     metrics: dict = field(default_factory=dict)  # eval_func's metrics, aggregated over the points answered
+    scores: list = field(default_factory=list)  # the tuned metric per point answered, in data order
+    interval: Estimate | None = None  # the tuned metric's standard error and 95% interval (also in metrics)
     cost_usd: float = 0.0  # list price of every response the trial used, cached ones included
     paid_usd: float = 0.0  # dollars actually paid now (cache hits are free)
     inference_cost_usd_per_instance: float = math.nan  # estimated cost of the full config per data point
@@ -55,6 +58,7 @@ class TrialRecord:
         return {
             "trial": self.number, "config": public_view(self.config),
             "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
+            "scores": [finite_or_none(v) for v in self.scores],
             "cost_usd": self.cost_usd, "paid_usd": self.paid_usd,
             "saved_by_cache_usd": self.saved_by_cache_usd,
             "inference_cost_usd_per_instance": finite_or_none(self.inference_cost_usd_per_instance),
@@ -69,7 +73,7 @@ class TrialRecord:
         it constrains. FLAML needs numbers, so a missing metric or cost counts as the worst there is."""
         record = self.as_dict()
         worst = -math.inf if mode == "max" else math.inf
-        flat = {k: v for k, v in record.items() if k not in ("config", "metrics")}
+        flat = {k: v for k, v in record.items() if k not in ("config", "metrics", "scores")}
         flat.update({k: v for k, v in record["metrics"].items() if v is not None})
         if flat.get(metric) is None:
             flat[metric] = worst

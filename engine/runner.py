@@ -13,6 +13,7 @@ from .session import Session
 from .tasks import Task, load_task
 from .testing import evaluate_config
 from .public import public_view
+from .stats import Estimate, estimate
 from .tuning import Tuner, TuneSpec
 from .tuning.space import to_domain
 
@@ -25,8 +26,14 @@ class Summary:
     pruned: int = 0
     best_config: dict = field(default_factory=dict)
     metric: str = "success"
+    mode: str = "max"
     tune_metric: float | None = None
     test_metric: float | None = None
+    tune_interval: Estimate | None = None  # the chosen trial's metric on the tune points, with its error
+    test_interval: Estimate | None = None
+    tune_cost_per_instance: float | None = None  # the chosen trial's, as measured on the tune points
+    selection: str = "best"
+    reason: str = ""  # why the chosen trial won (selection.py)
     test_result: dict = field(default_factory=dict)
     paid: float = 0.0  # tune + test
     tune_paid: float = 0.0
@@ -42,13 +49,24 @@ class Summary:
     mlflow_run: str | None = None
     mlflow_ui: str | None = None  # how to see the runs just written
 
+    def as_dict(self) -> dict:
+        """summary.json: intervals as dicts, the config with credentials redacted."""
+        out = dataclasses.asdict(self)
+        out["best_config"] = public_view(self.best_config)
+        out["carried_over"] = (not self.carry_over()) if self.tune_interval and self.test_interval else None
+        return out
+
     def table(self) -> str:
         rows = [("task", self.task), ("model", self.model),
                 ("trials", f"{self.trials} ({self.pruned} pruned)"
                  + (", stopped by the optimization budget" if self.stopped_by_budget else "")),
-                ("best config", json.dumps(public_view(self.best_config))),
-                (f"{self.metric} on tune", _fmt(self.tune_metric)), (f"{self.metric} on test", _fmt(self.test_metric)),
-                ("test cost per instance", f"${self.test_result.get('inference_cost', 0):.7f}"),
+                ("chosen config", json.dumps(public_view(self.best_config))),
+                (f"chosen by rule {self.selection}", self.reason or "-"),
+                (f"{self.metric} on tune", _fmt(self.tune_metric, self.tune_interval)),
+                (f"{self.metric} on test", _fmt(self.test_metric, self.test_interval)),
+                *([("carried over?", "no: " + self.carry_over())] if self.carry_over() else []),
+                ("cost per 1K instances", f"${(self.tune_cost_per_instance or 0) * 1000:.4f} on tune, "
+                                          f"${self.test_result.get('inference_cost', 0) * 1000:.4f} on test"),
                 ("dollars paid", f"${self.paid:.6f} (tune ${self.tune_paid:.6f} of ${self.budget:g} budget, "
                                  f"test ${self.paid - self.tune_paid:.6f})"
                                  + ("; nominal prices, nothing was billed" if self.nominal_prices else "")),
@@ -64,8 +82,19 @@ class Summary:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    def carry_over(self) -> str:
+        """One line when the test interval lies wholly on the worse side of the tune interval, else ''."""
+        if self.tune_interval and self.test_interval and self.test_interval.below(self.tune_interval, self.mode):
+            return (f"the tuned result did not carry over (test 95% CI [{self.test_interval.low:.3f}, "
+                    f"{self.test_interval.high:.3f}] lies wholly {'below' if self.mode == 'max' else 'above'} "
+                    f"tune [{self.tune_interval.low:.3f}, {self.tune_interval.high:.3f}])")
+        return ""
+
+
+def _fmt(value, interval: Estimate | None = None) -> str:
+    if value is None:
+        return "-"
+    return interval.text() if interval is not None else f"{value:.4f}"
 
 
 def search_space(run: RunConfig, task: Task) -> dict:
@@ -147,15 +176,20 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                     optimization_budget=run.budget.optimization, num_samples=run.budget.num_samples,
                     log_file_name=str(out / "trials.jsonl"), concurrency=run.parallel.concurrency,
                     trials=run.parallel.trials, ray=run.parallel.ray_settings(),
-                    progress=run.progress, space=space)
+                    progress=run.progress, space=space, selection=run.selection.rule)
     tuner = Tuner(spec, session.requester, run.cache.seed, on_trial=tracker.log_trial if tracker else None)
     best, _ = tuner.run()
     save_config(best, out / "best_config.json")
-    test_result = evaluate_config(session.requester, run.cache.seed, test_data, best, task.eval_func,
-                                  concurrency=run.parallel.concurrency, progress=run.progress)
+    test_result, per_point, _ = evaluate_config(session.requester, run.cache.seed, test_data, best, task.eval_func,
+                                                concurrency=run.parallel.concurrency, progress=run.progress,
+                                                return_details=True)
+    test_interval = estimate([float(p[task.metric]) for p in per_point if task.metric in p])
     summary = Summary(task=task.name, model=run.model.name, trials=len(tuner.trials),
                       pruned=sum(1 for t in tuner.trials if t.pruned), best_config=best, metric=task.metric,
-                      tune_metric=tuner.best_metric, test_metric=test_result.get(task.metric),
+                      mode=task.mode, tune_metric=tuner.best_metric, test_metric=test_result.get(task.metric),
+                      tune_interval=tuner.best.interval, test_interval=test_interval,
+                      tune_cost_per_instance=tuner.best.inference_cost_usd_per_instance,
+                      selection=run.selection.rule, reason=tuner.choice.reason,
                       test_result=test_result, paid=tuner.guard.paid + test_result.get("spent", 0.0),
                       tune_paid=tuner.guard.paid, budget=run.budget.optimization,
                       saved=tuner.guard.saved + test_result.get("saved", 0.0),
@@ -167,8 +201,7 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       nominal_prices=all(session.catalog.get(m).price_is_nominal for m in tuner.space.models),
                       mlflow_run=tracker.run_id if tracker else None,
                       mlflow_ui=tracker.ui_hint() if tracker else None)
-    (out / "summary.json").write_text(json.dumps({**summary.__dict__, "best_config": public_view(best)}, indent=2,
-                                                 default=str))
+    (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2, default=str))
     if tracker:
         from .tracking import parent_metrics, summary_line
 

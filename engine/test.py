@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .models import conf_dir
 from .runner import load_saved_config, session_for
 from .session import current_session
+from .stats import estimate
 from .tasks import load_task
 from .testing import evaluate_config
 
@@ -27,8 +28,12 @@ def main(cfg: DictConfig) -> float | None:
         config = load_saved_config(run.config)
         task = load_task(run.task)
         session = session_for(run, current_session())
-        result = evaluate_config(session.requester, run.cache.seed, task.split("test", run.task.test_size), config,
-                                 task.eval_func, concurrency=run.parallel.concurrency, progress=run.progress)
+        result, per_point, _ = evaluate_config(session.requester, run.cache.seed, task.split("test", run.task.test_size),
+                                               config, task.eval_func, concurrency=run.parallel.concurrency,
+                                               progress=run.progress, return_details=True)
+        interval = estimate([float(p[task.metric]) for p in per_point if task.metric in p])
+        if interval is not None:  # how sure the figure is: its standard error and 95% interval
+            result.update(interval.as_metrics(task.metric), **{f"{task.metric}_interval": interval.text()})
     print(json.dumps({"task": task.name, "config": config, **result}, indent=2, default=str))
     return result.get(task.metric)
 

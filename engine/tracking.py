@@ -188,6 +188,9 @@ def parent_metrics(tune_metrics: dict, test_result: dict, summary) -> dict:
     run's totals (`paid_usd`, `saved_by_cache_usd`, trials)."""
     out = {f"tune_{k}": v for k, v in tune_metrics.items()}
     out.update({f"test_{TEST_NAMES.get(k, k)}": v for k, v in test_result.items()})
+    for phase, interval in (("tune", summary.tune_interval), ("test", summary.test_interval)):
+        if interval is not None:
+            out.update({f"{phase}_{k}": v for k, v in interval.as_metrics(summary.metric).items()})
     out.update(per_1k(out))
     out.update({"paid_usd": summary.paid, "tune_paid_usd": summary.tune_paid, "saved_by_cache_usd": summary.saved,
                 "trials": summary.trials, "trials_pruned": summary.pruned, "cache_hits": summary.cache_hits,
@@ -196,13 +199,20 @@ def parent_metrics(tune_metrics: dict, test_result: dict, summary) -> dict:
 
 
 def summary_line(summary) -> str:
-    """The run's description: what won and what it cost, in one line."""
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    """The run's description: what won, why, how sure its numbers are and what it costs."""
+    def fmt(value, interval):
+        if value is None:
+            return "-"
+        return f"{value:.3f} [{interval.low:.3f}, {interval.high:.3f}]" if interval else f"{value:.3f}"
+
     per_1k_usd = summary.test_result.get("inference_cost", 0.0) * 1000
-    return (f"{summary.metric} {fmt(summary.test_metric)} on test ({fmt(summary.tune_metric)} on tune) at "
-            f"${per_1k_usd:.4f} per 1K instances; {summary.trials} trials ({summary.pruned} pruned), "
-            f"paid ${summary.paid:.6f}, the cache saved ${summary.saved:.6f}"
-            + ("; stopped by the optimization budget" if summary.stopped_by_budget else ""))
+    carry = summary.carry_over()
+    return (f"{summary.metric} {fmt(summary.test_metric, summary.test_interval)} on test, "
+            f"{fmt(summary.tune_metric, summary.tune_interval)} on tune (95% CIs) at ${per_1k_usd:.4f} per 1K "
+            f"instances; chosen by rule {summary.selection}: {summary.reason or '-'}. "
+            + (carry[0].upper() + carry[1:] + ". " if carry else "")
+            + f"{summary.trials} trials ({summary.pruned} pruned), paid ${summary.paid:.6f}, the cache saved "
+            f"${summary.saved:.6f}" + ("; stopped by the optimization budget" if summary.stopped_by_budget else ""))
 
 
 class Tracker:
@@ -262,7 +272,8 @@ class Tracker:
                                        run_name=trial_name(trial.number, trial.config, self.space))
         values = {**record["metrics"], "pruned": float(bool(trial.pruned))}
         values.update({k: v for k, v in record.items()
-                       if k not in ("config", "metrics", "pruned", "error", "trial", "started_at", "ended_at")})
+                       if k not in ("config", "metrics", "scores", "pruned", "error", "trial", "started_at",
+                                    "ended_at")})
         values.update(per_1k(values))
         self._log(child.info.run_id, params=record["config"], metrics=values, at_ms=end_ms)
         self.client.set_terminated(child.info.run_id, "FINISHED", end_time=end_ms)
@@ -290,7 +301,7 @@ class Tracker:
                    f"(#/experiments/{self.experiment_id}/runs/{best_run})" if best_run else ""
             self.client.set_tag(self.run_id, "mlflow.note.content", "; ".join(filter(None, (note, link)))[:TAG_MAX])
         with tempfile.TemporaryDirectory() as tmp:
-            plot = cost_vs_metric(trials, metric, mode, Path(tmp) / "cost_vs_metric.png")
+            plot = cost_vs_metric(trials, metric, mode, Path(tmp) / "cost_vs_metric.png", chosen=best_trial)
             self.client.log_artifact(self.run_id, str(plot))
         for path in extra_artifacts:
             if Path(path).exists():

@@ -60,6 +60,7 @@ def test_multirun_sweeps_two_budgets_on_the_embedded_model_then_test_reuses_the_
     assert tested.returncode == 0, tested.stderr[-2000:]
     result = json.loads(tested.stdout)
     assert result["task"] == "arithmetic" and 0 <= result["success"] <= 1
+    assert result["success_ci_low"] <= result["success"] <= result["success_ci_high"]
     assert result["cache_hits"] == result["requests"] >= 3 and result["spent"] == 0  # the tune's test run, cached
 
 
@@ -107,12 +108,16 @@ def test_a_sweep_is_one_folder_with_a_log_per_job_and_runs_named_by_their_overri
     for job in jobs:
         log = (folder / job / "tune.log").read_text()
         assert "summary" in log and "success on test" in log and "dollars paid" in log
+        assert "chosen by rule best" in log and "95% CI [" in log  # why it won, how sure the numbers are
     client = MlflowClient(uri, uri)
     runs = client.search_runs([client.get_experiment_by_name("arithmetic").experiment_id],
                               "tags.`engine.kind` = 'tune'")
     assert sorted(r.info.run_name for r in runs) == [  # as typed; the folders spell it with : and +
         f"arithmetic-gpt-4o-mini-{job[2:].replace(':', '=').replace('+', ',')}" for job in jobs]
     assert {r.data.tags["sweep"] for r in runs} == {str(folder.resolve())}
+    for r in runs:
+        assert {"tune_success_ci_low", "tune_success_ci_high", "test_success_se"} <= set(r.data.metrics)
+        assert "chosen by rule best: " in r.data.tags["mlflow.note.content"]
     noise = [line for line in (sweep.stdout + sweep.stderr).splitlines()
              if "View run" in line or "Warning" in line]
     assert not noise, noise

@@ -75,6 +75,33 @@ def test_a_promotion_with_a_worse_test_metric_is_refused_unless_forced_showing_b
     assert holder(store) == "3"
 
 
+def finished_with_interval(store, config, successes, points=20, cost_1k=0.01):
+    """A finished tune whose test metric carries its standard error and interval, as engine.tune logs it."""
+    from engine.stats import estimate
+
+    interval = estimate([1] * successes + [0] * (points - successes))
+    tracker = Tracker(store["uri"], "arithmetic", (store["dir"] / "artifacts").as_uri())
+    tracker.start({}, {"task": "arithmetic", "registered_model": "arith", "metric": "success", "mode": "max"})
+    tracker.finish(config, {"test_success": interval.mean, **{f"test_{k}": v for k, v in
+                                                             interval.as_metrics("success").items()},
+                            "test_inference_cost_usd_per_1k_instances": cost_1k}, [], "success", "max")
+    return tracker.run_id
+
+
+def test_a_lower_test_metric_within_noise_moves_the_alias_and_says_so_beyond_noise_is_refused(store):
+    promote(finished_with_interval(store, OPERANDS, 13, cost_1k=0.02), uri=store["uri"])  # 0.65 ± 0.109
+    cheaper = promote(finished_with_interval(store, {**OPERANDS, "max_tokens": 4}, 12, cost_1k=0.01),
+                      uri=store["uri"])  # 0.60: lower by 0.05, the difference's standard error is 0.155
+    assert holder(store) == str(cheaper.version)
+    note = cheaper.tags["comparison"]
+    assert note.startswith("within noise: success lower by 0.05") and "$0.0100 vs $0.0200 per 1K" in note
+    assert "0.600 [0.387, 0.781] vs 0.650 [0.433, 0.819]" in note
+    with pytest.raises(ConfigError, match=r"test success 0\.25 is worse than 0\.6 of arith@production \(version 2\), "
+                                          r"beyond noise .*\$0\.0050 vs \$0\.0100 per 1K instances"):
+        promote(finished_with_interval(store, {**OPERANDS, "max_tokens": 5}, 5, cost_1k=0.005), uri=store["uri"])
+    assert holder(store) == "2"
+
+
 def test_a_long_running_process_sees_the_alias_move(store, monkeypatch):
     promote(finished(store, OPERANDS, 0.5), uri=store["uri"])
     uri = "models:/arith@production"

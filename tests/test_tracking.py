@@ -117,7 +117,10 @@ def test_the_best_trial_is_marked_linked_and_its_config_is_the_parents_params(st
     for key, value in summary.best_config.items():
         assert parent.data.params[f"best.{key}"] == str(value)
     note = parent.data.tags["mlflow.note.content"]
-    assert note.startswith("success 1.000 on test") and "per 1K instances" in note and "3 trials" in note
+    assert note.startswith("success 1.000 [0.510, 1.000] on test, ") and "(95% CIs)" in note
+    assert "per 1K instances" in note and "3 trials" in note and "; chosen by rule best: " in note
+    assert {"tune_success_ci_low", "tune_success_ci_high", "test_success_ci_low"} <= set(parent.data.metrics)
+    assert {"success_se", "success_ci_low", "success_ci_high"} <= set(best[0].data.metrics)
     assert best[0].info.run_id in note and "\n" not in note and "; best trial: [trial-" in note
 
 

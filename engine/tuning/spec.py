@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from ..errors import BudgetError, ConfigError
+from .selection import check_rule
 
 
 def check_budget(name: str, value) -> None:
@@ -58,6 +59,7 @@ class TuneSpec:
     initial_subset: int | None = None
     trials: int | None = None  # trials in flight together; None: half of `concurrency` (at least 1)
     ray: RaySettings | None = None  # trials on Ray workers instead of this process's event loop
+    selection: str = "best"  # which trial ships: best (cost breaks ties) or 1se (see tuning/selection.py)
 
     def __post_init__(self):
         self.data = list(self.data)
@@ -75,6 +77,7 @@ class TuneSpec:
             raise ConfigError("num_samples=-1 needs an optimization_budget to end the search")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"concurrency must be a positive integer, got {self.concurrency!r}")
+        check_rule(self.selection)
         self.initial_subset = self.initial_subset or max(1, min(len(self.data), 8))
         if isinstance(self.ray, dict):
             self.ray = RaySettings(**self.ray)
@@ -87,5 +90,3 @@ class TuneSpec:
         """The metric value that loses to every other."""
         return -math.inf if self.mode == "max" else math.inf
 
-    def better(self, value: float, than: float | None) -> bool:
-        return than is None or (value > than if self.mode == "max" else value < than)

@@ -21,6 +21,7 @@ from ..evaluation import EvalRun, Evaluator, aggregate, extract_text, score
 from ..models import ModelCatalog
 from ..records import TrialRecord
 from ..requests import Outcome
+from ..stats import estimate
 from .pruning import cannot_beat, estimate_inference_cost, n_ladder, subset_sizes
 from .spec import TuneSpec
 
@@ -80,7 +81,7 @@ class StageRunner:
                                      f"{label} n={step}", first=False):
                 return
         record.n_used = n
-        record.metrics = aggregate(await self._scored(answers, n))
+        self._measure(record, await self._scored(answers, n))
 
     async def _step(self, record: TrialRecord, evaluator: Evaluator, answers: _Answers, points: range, more: int,
                     label: str, first: bool) -> bool:
@@ -116,7 +117,18 @@ class StageRunner:
     def _stop(self, record: TrialRecord, scored: list[dict], reason: str) -> None:
         """End a trial early; its metrics are those of what it answered."""
         record.pruned = reason
+        self._measure(record, scored)
+
+    def _measure(self, record: TrialRecord, scored: list[dict]) -> None:
+        """The trial's metrics over the points it answered (in data order), the tuned metric per point, and
+        that metric's standard error and interval (`success_se`, `success_ci_low`, `success_ci_high`)."""
+        metric = self.spec.metric
         record.metrics = aggregate(scored) if scored else {}
+        record.scores = [float(p[metric]) for p in scored]
+        record.interval = estimate(record.scores)
+        if record.interval is not None:
+            for key, value in record.interval.as_metrics(metric).items():
+                record.metrics.setdefault(key, value)  # an eval_func metric of that name is left as it is
 
     async def _scored(self, answers: _Answers, n: int) -> list[dict]:
         """eval_func's result for every answered point: the ones scored as they landed (stage 1 with n=1),

@@ -31,6 +31,7 @@ from .preflight import dry_run_eval_func, estimate, trial_worst_case
 from .pruning import CostPruner
 from .reporter import TrialReporter
 from .scheduler import OrderedAdmission, Snapshot, TrialScheduler
+from .selection import Choice, Leader, choose
 from .space import build_space, starting_points
 from .spec import TuneSpec
 from .stages import EvalFuncInterrupted, StageRunner
@@ -52,7 +53,8 @@ class Tuner:
         self.reporter = TrialReporter(spec.progress, spec.log_file_name, on_trial,
                                       spec.num_samples if spec.num_samples > 0 else None)
         self.trials: list[TrialRecord] = []
-        self.best: TrialRecord | None = None
+        self.leader = Leader(spec.metric, spec.mode, spec.selection, len(spec.data))  # best so far, for pruning
+        self.choice: Choice | None = None  # what the tune ships, once it has ended (see selection.py)
         self.stopped_by_budget = False
         self.stopped_by_pruning = False
         self._free_prunes = 0  # consecutive trials pruned from the table alone: they cost the search nothing
@@ -60,6 +62,11 @@ class Tuner:
         self._remote = None  # RayTrials when spec.ray asks for Ray workers
         self.preflight = estimate(spec, self.space, requester.catalog, seed)
         dry_run_eval_func(spec)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The chosen trial once the tune has ended (the cheapest of the equally good), else the leader."""
+        return self.choice.trial if self.choice else self.leader.trial
 
     @property
     def best_metric(self) -> float | None:
@@ -93,6 +100,7 @@ class Tuner:
                 self.requester.providers.loop.run(self._search(runner), interrupted)
             except EvalFuncInterrupted:
                 raise KeyboardInterrupt from None
+        self.choice = choose(self.trials, spec.metric, spec.mode, spec.selection, len(spec.data))
         self.reporter.say(self._summary_line())
         if self.best is None:
             raise BudgetError("no config was evaluated in full within the budgets "
@@ -113,7 +121,7 @@ class Tuner:
 
     def _snapshot(self, sample: dict) -> Snapshot:
         config = self.space.decode(sample)
-        return Snapshot(self.best_metric, self.pruner.known_too_expensive(
+        return Snapshot(self.leader.bar, self.pruner.known_too_expensive(
             self.space.choice_key(config), config.get("max_tokens"), config.get("n", 1)))
 
     async def _trial(self, number: int, sample: dict, snapshot: Snapshot) -> TrialRecord | None:
@@ -155,9 +163,7 @@ class Tuner:
     def _report(self, record: TrialRecord) -> dict | None:
         """A finished trial, in suggestion order: logged, remembered, and its result for FLAML (None: stop)."""
         self.trials.append(record)
-        value = record.metrics.get(self.spec.metric)
-        if not record.pruned and value is not None and self.spec.better(value, self.best_metric):
-            self.best = record
+        self.leader.offer(record)
         if record.pruned == "cost" and record.requests:
             self.pruner.remember(self.space.choice_key(record.config), record.config.get("max_tokens"),
                                  record.config.get("n", 1))
@@ -173,10 +179,17 @@ class Tuner:
             return None
         return record.for_search(self.spec.metric, self.spec.mode)
 
+    def choice_line(self) -> str:
+        """`chose trial 12: success 1.000 ± 0.000 [...], $0.0050 per 1K instances (cheapest of 30 ...)`."""
+        trial, metric = self.choice.trial, self.spec.metric
+        figure = trial.interval.text() if trial.interval else f"{trial.metrics[metric]:.4f}"
+        return (f"chose trial {trial.number}: {metric} {figure}, ${trial.inference_cost_usd_per_instance * 1000:.4f} "
+                f"per 1K instances ({self.choice.reason})")
+
     def _summary_line(self) -> str:
         pruned = sum(1 for t in self.trials if t.pruned)
         end = "stopped: optimization budget reached" if self.stopped_by_budget else "done"
-        best = f"best {self.spec.metric}={self.best_metric:.4f}" if self.best else "no complete trial"
+        best = self.choice_line() if self.choice else "no complete trial"
         unanswered = (f" (and up to ${self.guard.unanswered:.6f} possibly billed for {self.guard.unanswered_requests}"
                       " attempts that got no answer)") if self.guard.unanswered_requests else ""
         return (f"tune {end}: {len(self.trials)} trials ({pruned} pruned), {best}; paid ${self.guard.paid:.6f}"
