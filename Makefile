@@ -8,9 +8,16 @@ STAMP  := $(VENV)/.setup-done
 LLAMA_NATIVE ?= 0
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup llama run test test-fast bench bench-peer bench-faults ui clean-cache
+.PHONY: setup llama sandbox run test test-fast bench bench-peer bench-faults ui clean-cache
 
-setup: llama $(STAMP)
+setup: llama sandbox $(STAMP)
+
+# Model-written code (task=humaneval) runs only inside bubblewrap (engine/sandbox.py): installed here when
+# missing and this is root; otherwise say how.
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }; }; } || \
+	  echo "note: code-executing tasks (humaneval) need bubblewrap: apt-get install bubblewrap (or dnf install bubblewrap)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

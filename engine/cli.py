@@ -24,6 +24,15 @@ def refuse_secrets_on_the_command_line(argv: list[str]) -> None:
                              "AZURE_OPENAI_API_KEY, or the one the model's api_key_env names)")
 
 
+def apply_sandbox(mode: str | None) -> None:
+    """`sandbox=os|unsafe` from the config becomes the process's ENGINE_SANDBOX, which eval_funcs (and Ray
+    workers started after it) read through engine.sandbox; None leaves the environment's choice."""
+    from .sandbox import MODE_ENV
+
+    if mode is not None:
+        os.environ[MODE_ENV] = mode
+
+
 def quiet_libraries() -> None:
     """Hydra logs at INFO; per-request HTTP lines would drown the progress bars. MLflow's notices say nothing
     about this project: its schema and type-hint warnings, and the "View run ..." lines it prints after every

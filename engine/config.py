@@ -140,6 +140,9 @@ class RunConfig:
     requests: RequestsConfig = field(default_factory=RequestsConfig)
     config: Optional[str] = None  # engine.test: a saved best config (JSON) to evaluate
     progress: bool = True
+    # how model-written code runs (task=humaneval): os, in bubblewrap (engine/sandbox.py); unsafe, with your
+    # rights (warned). None: $ENGINE_SANDBOX, else os
+    sandbox: Optional[str] = None
 
 
 @dataclass
@@ -185,6 +188,7 @@ def to_run_config(cfg) -> RunConfig:
         ("parallel.backend", run.parallel.backend, run.parallel.backend in ("local", "ray")),
         ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),
         ("selection.rule", run.selection.rule, run.selection.rule in SELECTION_RULES),
+        ("sandbox", run.sandbox, run.sandbox in (None, "os", "unsafe")),
     ]
     for path, value, ok in checks:
         if not ok:

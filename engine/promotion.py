@@ -189,9 +189,8 @@ def _save_model(model_dir: Path, config_path: Path, fields: list[str]) -> None:
                                outputs=Schema([ColSpec("string", "completion")]))
     with warnings.catch_warnings():  # type-hint and schema notices about MLflow's own wrapper
         warnings.simplefilter("ignore")
-        mlflow.pyfunc.save_model(str(model_dir), python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-                                 artifacts={"config": str(config_path)}, pip_requirements=pip_requirements(),
-                                 signature=signature)
+        mlflow.pyfunc.save_model(str(model_dir), loader_module="engine.serving", data_path=str(config_path),
+                                 pip_requirements=pip_requirements(), signature=signature)
 
 
 def _artifact_source(client, uri: str) -> str:

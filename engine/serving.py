@@ -3,13 +3,13 @@ with each row of a DataFrame and returns the completions, made by an engine sess
 included) in the serving process. Rows are answered concurrently; a row the config cannot use is a client
 error (HTTP 400 from `mlflow models serve`) in one line.
 
-No `from __future__ import annotations` here: MLflow reads `predict`'s type hints when the class is defined,
-and warns on every import about hints it sees as strings."""
+The model's code is the installed engine's: the MLmodel names this module as its `loader_module` and the
+artifact holds the config as data only, so nothing in the artifact store is code that a load would run (a
+"models from code" file could be appended to by anything that can write there)."""
 import json
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, distributions, version
 
-import mlflow.pyfunc
 import pandas as pd
 
 from .errors import ConfigError, EngineError
@@ -20,13 +20,17 @@ from .templates import config_fields
 MAX_ROWS_IN_FLIGHT = 16  # rows answered at once (the session's limits on requests still apply)
 
 
-class ConfigModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context) -> None:
-        with open(context.artifacts["config"]) as f:
-            self.config = json.load(f)
-        self.session = Session()
+def _load_pyfunc(data_path: str) -> "ConfigModel":
+    """MLflow's entry (`loader_module: engine.serving`): the config registered as the model's data."""
+    with open(data_path) as f:
+        return ConfigModel(json.load(f), Session())
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # real hints: no notice
+
+class ConfigModel:
+    def __init__(self, config: dict, session: Session):
+        self.config, self.session = config, session
+
+    def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One row of template fields per completion; rows answered concurrently, in order."""
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE

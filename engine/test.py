@@ -7,7 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .cli import friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
+from .cli import apply_sandbox, friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs, to_run_config
 from .errors import ConfigError
 from .models import conf_dir
@@ -23,6 +23,7 @@ def main(cfg: DictConfig) -> float | None:
     quiet_libraries()
     with friendly_errors():
         run = to_run_config(cfg)
+        apply_sandbox(run.sandbox)
         if not run.config:
             raise ConfigError("config: give the saved config to test, e.g. config=outputs/.../best_config.json")
         config = load_saved_config(run.config)

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .cli import friendly_errors, job_log, quiet_libraries, refuse_secrets_on_the_command_line
+from .cli import apply_sandbox, friendly_errors, job_log, quiet_libraries, refuse_secrets_on_the_command_line
 from .config import register_configs, to_run_config
 from .errors import ConfigError
 from .models import conf_dir
@@ -36,6 +36,7 @@ def main(cfg: DictConfig) -> float | None:
         # one id for every job of a sweep, the same from any folder: its absolute path
         sweep = str(Path(hydra_cfg.sweep.dir).resolve()) if hydra_cfg.mode == RunMode.MULTIRUN else None
         run = to_run_config(cfg)
+        apply_sandbox(run.sandbox)
         if run.config:
             raise ConfigError(f"config={run.config}: engine.tune searches for a config; to evaluate a saved one, "
                               "run python -m engine.test config=...")

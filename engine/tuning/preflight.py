@@ -10,6 +10,7 @@ from ..budget import worst_case_cost, worst_case_tokens
 from ..errors import BudgetError, ConfigError
 from ..models import ModelCatalog
 from ..requests import prepare
+from ..sandbox import SandboxUnavailable
 from .pruning import n_ladder
 from .space import SearchSpace
 from .spec import TuneSpec
@@ -89,6 +90,8 @@ def dry_run_eval_func(spec: TuneSpec) -> None:
     for answers in ([""], ["I do not know."]):
         try:
             probe = spec.eval_func(list(answers), **point)
+        except SandboxUnavailable:
+            raise  # its own words say what to install or how to opt in
         except Exception as exc:  # noqa: BLE001 - reported with what it was given
             raise ConfigError(f"eval_func raised {type(exc).__name__}: {exc} when given the answers {answers!r} "
                               "for data point 0; it must grade any text a model may return") from exc
