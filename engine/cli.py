@@ -8,20 +8,21 @@ import sys
 import warnings
 
 from .errors import EngineError
-from .public import SECRET_KEYS
+from .secret_shapes import command_line_refusal
 
 NOISY = ("httpx", "httpx2", "openai", "urllib3", "flaml", "optuna", "matplotlib", "mlflow", "alembic")
 
 
 def refuse_secrets_on_the_command_line(argv: list[str]) -> None:
-    """Credentials given as Hydra overrides (`+model.api_key=...`) would be written to .hydra/*.yaml before
-    any check of the engine's runs: refuse them before Hydra starts."""
+    """Anything key-shaped given as a Hydra override (`+model.api_key=...`, `+model.API_KEY=`, a key pasted as
+    `model.api_key_env`, `+hydra.job.env_set.OPENAI_API_KEY=`, a `user:key@` URL) would be written to
+    .hydra/*.yaml before any check of the engine's runs: refuse it before Hydra starts, without echoing it."""
     for arg in argv[1:]:
-        key = arg.split("=", 1)[0].lstrip("+~")
-        if "=" in arg and key.rsplit(".", 1)[-1] in SECRET_KEYS:
-            raise SystemExit(f"error: {key}: credentials are never taken from the command line (Hydra would write "
-                             "them to .hydra/*.yaml); set the environment variable instead (OPENAI_API_KEY, "
-                             "AZURE_OPENAI_API_KEY, or the one the model's api_key_env names)")
+        reason = command_line_refusal(arg)
+        if reason:
+            raise SystemExit(f"error: {reason} (Hydra would write it to .hydra/*.yaml); set the environment "
+                             "variable instead (OPENAI_API_KEY, AZURE_OPENAI_API_KEY, or the one the model's "
+                             "api_key_env names)")
 
 
 def apply_sandbox(mode: str | None) -> None:

@@ -78,6 +78,7 @@ class BudgetConfig:
     inference: Optional[float] = None  # dollars per instance at inference time
     optimization: float = 0.0045  # dollars in total for the search: a hard cap
     num_samples: int = -1  # trials; -1: as many as the optimization budget allows
+    test: Optional[float] = None  # engine.test: dollars a test run may spend at worst; None: budget.optimization
 
 
 @dataclass
@@ -183,12 +184,23 @@ def to_run_config(cfg) -> RunConfig:
     checks = [
         ("budget.optimization", run.budget.optimization, dollars(run.budget.optimization)),
         ("budget.inference", run.budget.inference, run.budget.inference is None or dollars(run.budget.inference)),
+        ("budget.test", run.budget.test, run.budget.test is None or dollars(run.budget.test)),
         ("budget.num_samples", run.budget.num_samples, run.budget.num_samples == -1 or run.budget.num_samples > 0),
         ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency >= 1),
         ("parallel.backend", run.parallel.backend, run.parallel.backend in ("local", "ray")),
         ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),
         ("selection.rule", run.selection.rule, run.selection.rule in SELECTION_RULES),
         ("sandbox", run.sandbox, run.sandbox in (None, "os", "unsafe")),
+        ("task.tune_size", run.task.tune_size, run.task.tune_size is None or run.task.tune_size >= 1),
+        ("task.test_size", run.task.test_size, run.task.test_size is None or run.task.test_size >= 1),
+        ("requests.timeout", run.requests.timeout, dollars(run.requests.timeout)),  # finite and > 0
+        ("requests.max_retry_period", run.requests.max_retry_period, _finite_at_least_0(run.requests.max_retry_period)),
+        ("requests.retry_wait_time", run.requests.retry_wait_time, _finite_at_least_0(run.requests.retry_wait_time)),
+        ("requests.max_wait", run.requests.max_wait, _finite_at_least_0(run.requests.max_wait)),
+        ("requests.jitter", run.requests.jitter, _finite_at_least_0(run.requests.jitter)),
+        ("model.context_length", run.model.context_length, run.model.context_length >= 1),
+        ("search.prompts", run.search.prompts, run.search.prompts is None or len(run.search.prompts) > 0),
+        ("search.messages", run.search.messages, run.search.messages is None or len(run.search.messages) > 0),
     ]
     for path, value, ok in checks:
         if not ok:
@@ -196,6 +208,10 @@ def to_run_config(cfg) -> RunConfig:
     if run.tracking.enabled:
         check_uri(run.tracking.uri)
     return run
+
+
+def _finite_at_least_0(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
 
 
 def _reject_unknown_keys(node, schema, path: str) -> None:

@@ -48,6 +48,7 @@ class ProviderError(EngineError):
         self.status = status
         self.retryable = retryable
         self.spent = 0.0  # dollars paid before the failure (choices of a fan-out that did answer)
+        self.possibly_billed = False  # an HTTP 200 whose answer could not be used: its worst case is kept
         super().__init__(f"{endpoint}: {message}")
 
 

@@ -6,14 +6,14 @@ import hashlib
 import orjson
 from typing import Any
 
-from .public import SECRET_KEYS
+from .secret_shapes import is_credential_name
 
 _DICT = "__dict__"  # tags dicts so that {"a": 1} and [["a", 1]] never share a key
 
 
 # Never part of an identifier (it is printed, logged, used as a dict key in saved histories): credentials, at
 # any depth (config_list entries carry them) ...
-_CREDENTIALS = SECRET_KEYS | {"api_key_path"}
+_CREDENTIALS_ALSO = frozenset({"api_key_path"})
 # ... and, at the top level, where the config is served, as the seed library (0.1.x) dropped them.
 _ENDPOINT = frozenset({"api_base", "api_type", "api_version"})
 
@@ -31,7 +31,8 @@ def get_key(config: Any) -> Any:
 
 def _key(config: Any) -> Any:
     if isinstance(config, dict):
-        items = [(k, _key(v)) for k, v in config.items() if k not in _CREDENTIALS]
+        items = [(k, _key(v)) for k, v in config.items()
+                 if k not in _CREDENTIALS_ALSO and not (isinstance(k, str) and is_credential_name(k))]
         items.sort(key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
         return (_DICT, tuple(items))
     if isinstance(config, (list, tuple)):

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .secret_shapes import URL_PASSWORD, VARIABLE_NAME
 from .errors import BudgetError, ConfigError, UnknownModelError
 from .prices import list_price_per_1k
 
@@ -56,6 +57,12 @@ class ModelSpec:
     description: str = ""
 
     def __post_init__(self):
+        if self.api_key_env is not None and not VARIABLE_NAME.match(str(self.api_key_env)):
+            raise ConfigError(f"model {self.name!r}: api_key_env takes the NAME of an environment variable (e.g. "
+                              "OPENAI_API_KEY); the value given is not one (it may be a key, so it is not shown)")
+        if self.base_url and URL_PASSWORD.search(self.base_url):
+            raise ConfigError(f"model {self.name!r}: base_url holds a password (user:...@host); keys come from the "
+                              "environment only (api_key_env)")
         if self.provider not in PROVIDERS:
             raise ConfigError(f"model {self.name!r}: provider must be one of {PROVIDERS}, got {self.provider!r}")
         price = self.price_per_1k or {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import os
 import tempfile
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 from .config import TrackingConfig
 from .errors import ConfigError
 from .store import check_uri
+from .secret_shapes import refuse_endpoints
 from .templates import config_fields
 
 ALIAS_TTL_S = 10.0  # how long a resolved alias is trusted: a moved alias is seen within this time
@@ -43,6 +45,19 @@ def last_tune_run(uri: str | None = None) -> str:
     if not runs:
         raise ConfigError(f"no finished tune in the tracking store {tracking_uri(uri)}: run `python -m engine.tune`")
     return runs[0].info.run_id
+
+
+ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")
+
+
+def check_alias(alias: str) -> None:
+    """MLflow refuses `latest`, `v<number>` and names that are not identifiers, but only after a version was
+    registered: refuse them before anything is written."""
+    if not isinstance(alias, str) or not ALIAS.match(alias) or alias.lower() == "latest" \
+            or re.fullmatch(r"[vV]\d+", alias):
+        raise ConfigError(f"alias={alias!r}: an alias is a name like production or staging (letters, digits, _ "
+                          "and -, not starting with a digit), and not `latest` or `v<number>`, which MLflow keeps "
+                          "for itself")
 
 
 def _holder(client, name: str, alias: str):
@@ -134,9 +149,13 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     Everything goes through an MlflowClient on `uri`: MLflow's process-wide tracking URI is left alone."""
     from mlflow.exceptions import MlflowException
 
+    check_alias(alias)
     client = _client(uri)
     run_id = run_id or last_tune_run(uri)
-    run = client.get_run(run_id)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise ConfigError(f"run_id={run_id}: no such run in {tracking_uri(uri)} ({str(exc).splitlines()[0]})") from None
     name = name or run.data.tags.get("registered_model") or f"{run.data.tags.get('task', 'engine')}-model"
     metric, mode = run.data.tags.get("metric"), run.data.tags.get("mode", "max")
     metrics = run.data.metrics
@@ -247,4 +266,6 @@ def load_config(uri: str, tracking: str | None = None) -> dict:
     if not isinstance(uri, str) or not uri.startswith(("models:/", "runs:/")):
         raise ConfigError(f"a registered config URI looks like models:/NAME@alias, got {uri!r}")
     tracking = tracking_uri(tracking)
-    return json.loads(_load(_resolve(uri, tracking), tracking, uri))
+    config = json.loads(_load(_resolve(uri, tracking), tracking, uri))
+    refuse_endpoints(config, uri)
+    return config

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-SECRET_KEYS = frozenset({"api_key", "azure_ad_token", "organization", "api_key_value"})
+from .secret_shapes import is_credential_name, redact_text
+
 REDACTED = "***"
 
 
 def public_view(config: Mapping[str, Any]) -> dict:
-    """A copy safe to write: callable templates by name, credentials redacted, at any depth."""
+    """A copy safe to write: callable templates by name, credentials redacted at any depth: fields named as
+    credentials in any spelling, key-shaped values, passwords inside URLs."""
     def safe(key, v):
-        if key in SECRET_KEYS and v is not None:
+        if key is not None and is_credential_name(key) and v is not None:
             return REDACTED
+        if isinstance(v, str):
+            return redact_text(v)
         if callable(v):
             return getattr(v, "__qualname__", repr(v))
         if isinstance(v, Mapping):

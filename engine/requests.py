@@ -301,5 +301,6 @@ def _all_failed(errors: list[ProviderError], spent: float = 0.0) -> EngineError:
         last = errors[-1]
         error = type(last)(f"all {len(errors)} endpoints failed:\n{lines}", "config_list", status=last.status,
                            retryable=all(e.retryable for e in errors))
+        error.possibly_billed = any(e.possibly_billed for e in errors)
     error.spent = spent  # dollars paid on the way (partial fan-outs), for the budget
     return error

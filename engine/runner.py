@@ -13,6 +13,7 @@ from .session import Session
 from .tasks import Task, load_task
 from .testing import evaluate_config
 from .public import public_view
+from .secret_shapes import refuse_endpoints
 from .stats import Estimate, estimate
 from .tuning import Tuner, TuneSpec
 from .tuning.space import to_domain
@@ -228,4 +229,5 @@ def load_saved_config(path: str) -> dict:
         raise ConfigError(f"config: {path} is not valid JSON: {exc}") from None
     if not isinstance(config, dict) or "model" not in config:
         raise ConfigError(f"config: {path} does not hold a config with a `model`")
+    refuse_endpoints(config, f"config: {path}")
     return config

@@ -15,7 +15,7 @@ from .runner import load_saved_config, session_for
 from .session import current_session
 from .stats import estimate
 from .tasks import load_task
-from .testing import evaluate_config
+from .testing import evaluate_config, worst_case
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
@@ -29,9 +29,14 @@ def main(cfg: DictConfig) -> float | None:
         config = load_saved_config(run.config)
         task = load_task(run.task)
         session = session_for(run, current_session())
-        result, per_point, _ = evaluate_config(session.requester, run.cache.seed, task.split("test", run.task.test_size),
-                                               config, task.eval_func, concurrency=run.parallel.concurrency,
-                                               progress=run.progress, return_details=True)
+        data = task.split("test", run.task.test_size)
+        cap = run.budget.test if run.budget.test is not None else run.budget.optimization
+        worst = worst_case(session.requester, run.cache.seed, data, config)
+        print(f"preflight: {len(data)} points; this config could cost up to ${worst:.6f} (every request at its "
+              f"worst case); cap ${cap:g} (budget.test)", file=sys.stderr)
+        result, per_point, _ = evaluate_config(session.requester, run.cache.seed, data, config, task.eval_func,
+                                               concurrency=run.parallel.concurrency, progress=run.progress,
+                                               return_details=True, budget=cap)
         interval = estimate([float(p[task.metric]) for p in per_point if task.metric in p])
         if interval is not None:  # how sure the figure is: its standard error and 95% interval
             result.update(interval.as_metrics(task.metric), **{f"{task.metric}_interval": interval.text()})

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .public import public_view
+from .secret_shapes import redact_text
 from .records import TrialRecord
 from .store import ensure_store
 
@@ -32,7 +33,6 @@ TAG_MAX = 5000  # a tag value is kept shorter than MLflow's limit
 # the UI opens an experiment on its runs table (MLflow 3 otherwise guesses, and shows a GenAI traces overview)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 ABBREVIATIONS = {"temperature": "T"}  # how a trial's name spells a searched key
-CREDENTIALS_IN_URI = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")  # postgresql://user:PASSWORD@host
 NAME_ORDER = ("n", "max_tokens", "temperature", "top_p", "model", "prompt", "messages", "stop")
 
 
@@ -337,7 +337,7 @@ class Tracker:
              at_ms: int | None = None) -> None:
         from mlflow.entities import Metric, Param
 
-        params = [Param(k, CREDENTIALS_IN_URI.sub(r"\1:***@", str(v))[:PARAM_MAX])
+        params = [Param(k, redact_text(str(v))[:PARAM_MAX])
                   for k, v in flatten(params or {}).items()]
         now = at_ms or int(time.time() * 1000)
         metrics = [Metric(k, v, now, 0) for k, v in _metrics(metrics or {}).items()]

@@ -10,7 +10,7 @@ ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 LAYERS = [
     {"errors", "keys", "public", "registry", "fanout", "templates", "sandbox", "aio", "plots", "store",
-     "prices", "responses", "usage_log", "endpoint_lists", "stats"},  # leaves
+     "prices", "responses", "usage_log", "endpoint_lists", "stats", "secret_shapes"},  # leaves
     {"models", "records"},
     {"config"},  # the typed schemas
     {"cache", "inflight", "budget", "providers"},  # the response cache, money, the openai clients, the embedded server

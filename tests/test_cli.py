@@ -127,3 +127,63 @@ def test_a_failed_tune_writes_its_error_to_tune_log(tmp_path):
     bad = engine("engine.tune", "budget.optimization=-2", "hydra.run.dir=out", cwd=tmp_path)
     assert bad.returncode != 0
     assert "error: budget.optimization: invalid value -2" in (tmp_path / "out" / "tune.log").read_text()
+
+
+KEY = "sk-test-OVERRIDE-0123456789abcdef"
+
+
+@pytest.mark.parametrize("override", [
+    f"+model.API_KEY={KEY}", f"+model.apikey={KEY}", f"+model.api-key={KEY}",
+    f"+hydra.job.env_set.OPENAI_API_KEY={KEY}", f"model.api_key_env={KEY}",
+    f"model.base_url=https://user:{KEY}@api.example/v1", f"+task.note={KEY}",
+])
+def test_anything_key_shaped_is_refused_before_hydra_writes_a_file_and_never_echoed(tmp_path, override):
+    out = engine("engine.tune", override, "task=capitals", cwd=tmp_path)
+    assert out.returncode != 0 and "set the environment variable instead" in out.stderr, out.stderr[-1000:]
+    assert "OVERRIDE-0123456789" not in out.stdout + out.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "Hydra wrote files before the refusal"
+
+
+def test_a_saved_config_cannot_send_the_key_to_another_host(tmp_path):
+    secret = "sk-test-REDIRECT-0123456789abcdef"
+    with FakeOpenAI() as elsewhere:
+        saved = tmp_path / "best_config.json"
+        saved.write_text(json.dumps({"model": "gpt-4o-mini", "prompt": "{country}?", "max_tokens": 4,
+                                     "base_url": elsewhere.base_url}))
+        out = engine("engine.test", f"config={saved}", "task=capitals", "task.test_size=2", cwd=tmp_path,
+                     env={"OPENAI_API_KEY": secret})
+        assert out.returncode != 0 and "sets base_url: a saved or registered config cannot choose" in out.stderr
+        assert not elsewhere.requests  # not one request, so the key went nowhere
+    assert secret not in out.stdout + out.stderr
+
+
+def test_credentials_in_any_spelling_are_redacted_and_a_key_is_no_variable_name():
+    from engine.errors import ConfigError
+    from engine.models import ModelSpec
+    from engine.public import public_view
+
+    view = public_view({"API_KEY": "a", "apiKey": "b", "prompt": f"use {KEY}", "base_url": "https://u:pw@h/v1",
+                        "config_list": [{"model": "m", "api_key": "c"}]})
+    assert view == {"API_KEY": "***", "apiKey": "***", "prompt": "use ***", "base_url": "https://u:***@h/v1",
+                    "config_list": [{"model": "m", "api_key": "***"}]}
+    with pytest.raises(ConfigError, match="api_key_env takes the NAME") as pasted:
+        ModelSpec(name="m", api_key_env=KEY)
+    assert KEY not in str(pasted.value)
+    with pytest.raises(ConfigError, match="base_url holds a password"):
+        ModelSpec(name="m", base_url="https://u:pw@h/v1")
+
+
+def test_engine_test_of_a_config_from_a_file_shows_its_worst_case_and_needs_a_cap_that_covers_it(tmp_path):
+    saved = tmp_path / "best_config.json"
+    saved.write_text(json.dumps({"model": "gpt-4o-mini", "prompt": "Capital of {country}?", "max_tokens": 4000,
+                                 "n": 64}))
+    with FakeOpenAI() as fake:
+        args = ("engine.test", f"config={saved}", "model=gpt-4o-mini", f"model.base_url={fake.base_url}",
+                "task=capitals", "task.test_size=4", "budget.optimization=0.01", "tracking=off")
+        refused = engine(*args, cwd=tmp_path, env={"OPENAI_API_KEY": "sk-test-cap"})
+        assert refused.returncode != 0 and "preflight: 4 points; this config could cost up to $" in refused.stderr
+        assert "above the cap of $0.010000: raise budget.test to $" in refused.stderr
+        assert not fake.requests
+        allowed = engine(*args, "budget.test=1.0", cwd=tmp_path, env={"OPENAI_API_KEY": "sk-test-cap"})
+        assert allowed.returncode == 0, allowed.stderr[-2000:]
+        assert 0 < fake.billed(0.00015, 0.0006) <= 1.0 and json.loads(allowed.stdout)["spent"] > 0

@@ -60,6 +60,12 @@ def test_a_key_forced_in_with_plus_is_still_rejected():
     ("budget.num_samples=0", "budget.num_samples"),
     ("parallel.concurrency=0", "parallel.concurrency"),
     ("tracking.uri=foo://mlflow.internal", r"tracking.uri: 'foo://mlflow.internal' has an unknown scheme 'foo'; use"),
+    ("task.tune_size=0", "task.tune_size: invalid value 0"), ("task.test_size=-5", "task.test_size: invalid value -5"),
+    ("requests.timeout=0", "requests.timeout"), ("requests.timeout=-1", "requests.timeout"),
+    ("requests.max_retry_period=nan", "requests.max_retry_period"), ("requests.jitter=-1", "requests.jitter"),
+    ("requests.retry_wait_time=-0.5", "requests.retry_wait_time"), ("model.context_length=-1", "model.context_length"),
+    ("search.prompts=[]", "search.prompts"), ("selection.rule=cheapest", "selection.rule: invalid value 'cheapest'"),
+    ("budget.test=0", "budget.test"),
 ])
 def test_invalid_values_fail_before_any_request_naming_the_key_path(override, where):
     with pytest.raises(ConfigError, match=where):

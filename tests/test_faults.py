@@ -143,3 +143,22 @@ def test_four_processes_on_one_cache_pay_for_each_request_once(tmp_path):
             assert p.returncode == 0 and "finished" in out, err[-2000:]
         answered = sum(1 for r in fake.requests if "usage" in r)
         assert answered > 0 and fake.paid_twice() == 0, f"{fake.paid_twice()} of {answered} answers were paid twice"
+
+
+def test_bad_answers_with_http_200_stay_counted_at_their_worst_and_repeated_ones_stop_the_tune(landscape, session):
+    """A 200 the engine cannot use may still be billed: each is kept at its worst case (never freed), so even
+    if the server billed every one of them in full the cap holds; three trials in a row of them stop the tune."""
+    budget = 0.05
+    landscape.fault_rule = lambda i: {"body": b"<html>502 Bad Gateway</html>"}
+    t = tuner(session, budget)
+    with pytest.raises(ProviderError, match=r"3 trials in a row got answers that cannot be used.*not JSON") as stop:
+        t.run()
+    assert "compatible endpoint" in str(stop.value)
+    sent = len(landscape.requests)
+    assert sent and t.guard.unanswered_requests == sent  # every one counted, none freed
+    assert 0 < t.guard.unanswered <= budget  # billed in full, the server's count stays under the cap
+    small = tuner(session, 0.002)  # and a budget that cannot take three of them ends on the budget instead
+    with pytest.raises(BudgetError, match="no config was evaluated in full"):
+        small.run()
+    assert 0 < small.guard.unanswered <= 0.002 and small.guard.unanswered_requests > 0
+    landscape.fault_rule = None

@@ -166,3 +166,17 @@ def test_a_bad_row_is_a_one_line_client_error(fake_models, session):
 
 def test_the_models_requirements_include_the_engine_itself():
     assert pip_requirements()[0].startswith("engine")
+
+
+@pytest.mark.parametrize("alias", ["v1", "latest", "../x", "1st", ""])
+def test_an_alias_mlflow_would_refuse_is_refused_before_a_version_is_registered(store, alias):
+    run_id = finished(store, OPERANDS, 0.5)
+    with pytest.raises(ConfigError, match="an alias is a name like production"):
+        promote(run_id, alias=alias, uri=store["uri"])
+    assert not store["client"].search_model_versions("name='arith'")
+
+
+def test_a_missing_run_is_a_one_line_error(store):
+    finished(store, OPERANDS, 0.5)
+    with pytest.raises(ConfigError, match="run_id=0123abcd: no such run in sqlite:///"):
+        promote("0123abcd", uri=store["uri"])

@@ -3,7 +3,8 @@
 The engine posts its own JSON body and reads the raw bytes back (the openai SDK's typed models would cost
 more CPU than the rest of the request path together), so the shape is checked here: JSON, a non-empty list
 of choices, and a `usage` of non-negative integers, without which the answer's cost is unknown. A bad answer
-raises a ProviderError that names the endpoint and the cause, and is never cached.
+raises a ProviderError that names the endpoint and the cause, and is never cached. It came with HTTP 200, so
+the provider may well have billed it: it is marked `possibly_billed`, and the budget keeps its worst case.
 """
 from __future__ import annotations
 
@@ -37,4 +38,6 @@ def parse_answer(raw: bytes, endpoint: str) -> dict:
 
 
 def bad(cause: str, endpoint: str) -> ProviderError:
-    return ProviderError(f"bad answer: {cause}", endpoint, status=None, retryable=False)
+    error = ProviderError(f"bad answer: {cause}", endpoint, status=None, retryable=False)
+    error.possibly_billed = True  # it came with HTTP 200
+    return error

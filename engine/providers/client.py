@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying
 
 from ..aio import LoopThread
 from ..config import RequestsConfig
-from ..errors import BudgetExhausted
+from ..errors import BudgetExhausted, ProviderError
 from .answers import parse_answer
 from .embedded import EmbeddedServer
 from .endpoint import Endpoint
@@ -124,6 +124,10 @@ class ProviderClient:
             await asyncio.to_thread(server.base_url)  # starting or joining it blocks: not on the loop
         try:
             answer = await self._send(self._client_for(request), endpoint, payload)
+        except ProviderError as exc:  # a 200 whose body cannot be used: billed, perhaps, so counted for good
+            if on_unanswered is not None and getattr(exc, "possibly_billed", False):
+                on_unanswered()
+            raise
         except openai.OpenAIError as exc:
             self._on_failure(endpoint, exc)
             if on_unanswered is not None and possibly_billed(exc) and not on_unanswered():

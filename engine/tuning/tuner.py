@@ -37,6 +37,7 @@ from .spec import TuneSpec
 from .stages import EvalFuncInterrupted, StageRunner
 
 MAX_FREE_PRUNES = 25  # with num_samples=-1, a search whose space is all pruned would otherwise never end
+MAX_BAD_ANSWER_TRIALS = 3  # trials in a row ended by answers that cannot be used (each kept at its worst case)
 
 
 class Tuner:
@@ -58,6 +59,7 @@ class Tuner:
         self.stopped_by_budget = False
         self.stopped_by_pruning = False
         self._free_prunes = 0  # consecutive trials pruned from the table alone: they cost the search nothing
+        self._bad_answers = 0  # consecutive trials ended by a 200 the engine could not use
         self._stop = threading.Event()  # Ctrl-C: no new request, no new trial
         self._remote = None  # RayTrials when spec.ray asks for Ray workers
         self.preflight = estimate(spec, self.space, requester.catalog, seed)
@@ -150,9 +152,15 @@ class Tuner:
                                       self.spec.force_chat, self.spec.progress and self.spec.trials == 1,
                                       slots=self._slots, stop=self._stop)
                 await self._stages.evaluate(record, evaluator, snapshot.best, f"trial {number}")
+            self._bad_answers = 0
         except ProviderError as exc:
             if isinstance(exc, AuthenticationError) or exc.retryable:
                 raise  # a refused key or an endpoint that stays down: no other config will do better
+            self._bad_answers = self._bad_answers + 1 if exc.possibly_billed else 0
+            if self._bad_answers >= MAX_BAD_ANSWER_TRIALS:
+                raise ProviderError(f"{self._bad_answers} trials in a row got answers that cannot be used, each "
+                                    "counted at its worst case as possibly billed; stopping. The last: "
+                                    f"{str(exc).removeprefix(exc.endpoint + ': ')}", exc.endpoint) from None
             record.pruned, record.error = "error", str(exc)  # e.g. a prompt too long for the model
             self.reporter.say(f"trial {number} failed and is skipped: {exc}")
         finally:
