@@ -25,6 +25,17 @@ def refuse_secrets_on_the_command_line(argv: list[str]) -> None:
                              "api_key_env names)")
 
 
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler, `kill`, a container stopping) takes Ctrl-C's path: no new request, those in
+    flight are awaited and cached, the MLflow run ends KILLED instead of staying RUNNING."""
+    import signal
+
+    def terminated(signum, frame):
+        raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def apply_sandbox(mode: str | None) -> None:
     """`sandbox=os|unsafe` from the config becomes the process's ENGINE_SANDBOX, which eval_funcs (and Ray
     workers started after it) read through engine.sandbox; None leaves the environment's choice."""

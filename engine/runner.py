@@ -14,6 +14,7 @@ from .tasks import Task, load_task
 from .testing import evaluate_config
 from .public import public_view
 from .secret_shapes import refuse_endpoints
+from .templates import check_text
 from .stats import Estimate, estimate
 from .tuning import Tuner, TuneSpec
 from .tuning.space import to_domain
@@ -133,6 +134,8 @@ def run_experiment(run: RunConfig, output_dir: str, session: Session, sweep: str
     tune_data = task.split("tune", run.task.tune_size)
     test_data = task.split("test", run.task.test_size)
     space = search_space(run, task)
+    check_text(tune_data, f"task {task.name}, tune split")
+    check_text(test_data, f"task {task.name}, test split")
     tracker = new_tracker(run, task) if run.tracking.enabled else None
     try:
         if tracker:

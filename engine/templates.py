@@ -64,3 +64,26 @@ def config_fields(config: Mapping[str, Any]) -> list[str]:
     templates = [config.get("prompt")] if "prompt" in config else [
         m.get("content") for m in config.get("messages") or [] if isinstance(m, Mapping)]
     return sorted(set().union(*(template_fields(t) for t in templates if t is not None)))
+
+
+def check_text(data, where: str = "data") -> None:
+    """Every string in the data points encodes as UTF-8: a lone surrogate (`\\ud83d`, from a JSON file cut
+    mid-emoji) would fail in the middle of a run, after requests were paid, or in MLflow's dataset logging."""
+    def visit(value, path: str) -> None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError(f"{where}: {path} holds text that is not valid Unicode ({exc.reason} "
+                                  f"{value[exc.start:exc.end]!r} at position {exc.start}); fix the data "
+                                  "(a lone surrogate often comes from an emoji cut in two)") from None
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                visit(key, f"{path} key {key!r}" if isinstance(key, str) else path)
+                visit(item, f"{path}, field {key!r}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(item, f"{path}[{i}]")
+
+    for index, point in enumerate(data):
+        visit(point, f"data point {index}")

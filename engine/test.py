@@ -7,7 +7,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .cli import apply_sandbox, friendly_errors, quiet_libraries, refuse_secrets_on_the_command_line
+from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, quiet_libraries,
+                  refuse_secrets_on_the_command_line)
 from .config import register_configs, to_run_config
 from .errors import ConfigError
 from .models import conf_dir
@@ -46,5 +47,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     refuse_secrets_on_the_command_line(sys.argv)
+    interrupt_on_sigterm()
     register_configs()
     main()

@@ -7,6 +7,7 @@ from .budget import BudgetGuard, worst_case_cost
 from .errors import BudgetError, ConfigError
 from .evaluation import Evaluator, aggregate, evaluate_points, extract_text
 from .requests import Requester, prepare
+from .templates import check_text
 
 
 def worst_case(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, force_chat: bool = False
@@ -33,6 +34,7 @@ def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config:
     """
     if not data:
         raise ConfigError("data is empty: nothing to test")
+    check_text(data)
     if not isinstance(config, Mapping):
         raise ConfigError(f"config must be a dict (or a models:/ URI for Completion.test), got {type(config).__name__}")
     if budget is not None:

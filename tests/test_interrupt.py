@@ -57,3 +57,27 @@ def test_interrupted_tune_loses_nothing_it_paid_for(tmp_path):
         again = [_key(r["body"]) for r in fake.requests[first_run:]]
         assert again, "the rerun should go on where the first one stopped"
         assert not paid & set(again), "a response paid for before Ctrl-C was requested again"
+
+
+def test_sigterm_takes_ctrl_cs_path_and_the_mlflow_run_ends_killed(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with FakeOpenAI(latency=0.3, responder=landscape_responder) as fake:
+        cmd = [sys.executable, "-m", "engine.tune", "model=gpt-4o-mini", f"model.base_url={fake.base_url}",
+               "task.tune_size=12", "task.test_size=4", "budget.optimization=0.05", "budget.num_samples=6",
+               f"tracking.uri={uri}", "hydra.run.dir=out", "progress=false"]
+        env = {**__import__("os").environ, "OPENAI_API_KEY": "sk-test-sigterm"}
+        child = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(fake.requests) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=90)
+        assert child.returncode == 130 and "interrupted: every response paid for is in the cache" in err, err[-2000:]
+        paid = {_key(r["body"]) for r in fake.requests if "usage" in r}
+        assert paid
+    client = MlflowClient(uri, uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("arithmetic").experiment_id],
+                                "tags.`engine.kind` = 'tune'")
+    assert run.info.status == "KILLED"

@@ -34,3 +34,16 @@ def test_callable_prompts_are_told_apart_for_pruning():
     short, long_ = (lambda d: "a"), (lambda d: "a " * 100)
     space = build_space({"model": "m", "prompt": [short, long_]})
     assert space.choice_key({"model": "m", "prompt": short}) != space.choice_key({"model": "m", "prompt": long_})
+
+
+def test_a_lone_surrogate_in_the_data_is_refused_before_anything_is_sent(fake_models):
+    from engine.errors import ConfigError
+
+    broken = DATA[:3] + [{"question": "What is 1 + \ud83d?", "answer": 2}]
+    with pytest.raises(ConfigError, match=r"data point 3, field 'question' holds text that is not valid Unicode "
+                                          r"\(surrogates not allowed '\\ud83d' at position 12\)"):
+        Completion.tune(broken, "success", "max", eval_func, optimization_budget=0.01, model="fake-chat",
+                        prompt="{question}", logging_level=logging.ERROR)
+    with pytest.raises(ConfigError, match="not valid Unicode"):
+        Completion.test(broken, {"model": "fake-chat", "prompt": "{question}", "max_tokens": 4}, eval_func)
+    assert not fake_models.requests

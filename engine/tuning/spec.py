@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from ..errors import BudgetError, ConfigError
+from ..templates import check_text
 from .selection import check_rule
 
 
@@ -63,6 +64,7 @@ class TuneSpec:
 
     def __post_init__(self):
         self.data = list(self.data)
+        check_text(self.data)
         if self.mode not in ("min", "max"):
             raise ConfigError(f"mode must be 'min' or 'max', got {self.mode!r}")
         if not self.data:
