@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,32 @@ def source_tags() -> dict[str, str]:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return tags
+
+
+def _start_ticks(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot), so that a reused pid is not taken for it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_tag() -> str:
+    """`host:pid:start`: which process runs a tune, for telling a dead run from a live one later."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or '?'}"
+
+
+def process_alive(tag: str) -> bool | None:
+    """True or False for a process of this machine; None when it cannot be told (another host, no /proc)."""
+    try:
+        host, pid, ticks = tag.rsplit(":", 2)
+        pid = int(pid)
+    except ValueError:
+        return None
+    if host != socket.gethostname() or ticks == "?" or not os.path.isdir("/proc/self"):
+        return None
+    return _start_ticks(pid) == ticks
 
 
 def _is_domain(value: Any) -> bool:
@@ -242,8 +269,10 @@ class Tracker:
         """The parent run; with `space`, its readable text (param `search_space`, artifact search_space.yaml)
         and the trial names that say what each trial chose."""
         self.source = source_tags()
+        self.close_stale_runs()
         tags = {**self.source, **{k: str(v) for k, v in tags.items() if v is not None}}
         tags["engine.kind"] = "tune"
+        tags["engine.process"] = process_tag()
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         self.run_id = run.info.run_id
         self.space = space
@@ -254,6 +283,20 @@ class Tracker:
         for context, points in (inputs or {}).items():
             self._log_dataset(points, context, tags.get("task", "data"))
         return self.run_id
+
+    def close_stale_runs(self) -> None:
+        """Tunes of this experiment left RUNNING by a process that no longer exists on this machine (kill -9,
+        a power cut) end KILLED, as MLflow users expect; a run of a live process, or of another machine, is
+        left alone."""
+        stale = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING' and "
+                                        "tags.`engine.kind` = 'tune'", max_results=200)
+        for run in stale:
+            tag = run.data.tags.get("engine.process")
+            if tag and process_alive(tag) is False:
+                self.client.set_tag(run.info.run_id, "mlflow.note.content",
+                                    f"KILLED: its process ({tag}) ended without closing the run; marked when the "
+                                    "next tune of this experiment started")
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_trial(self, trial: TrialRecord) -> None:
         """A nested child run over the trial's real start and end: its config as params, its numbers as

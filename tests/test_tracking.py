@@ -244,3 +244,28 @@ def test_mlflow_models_serve_answers_with_the_registered_config(store):
     assert "missing inputs ['question']" in last and "Traceback" not in json.dumps(error), error
     predictions = answer["predictions"]
     assert len(predictions) == 1 and "Paris" in predictions[0]["completion"]  # greedy: "... is Paris."
+
+
+def test_a_tune_left_running_by_a_dead_process_ends_killed_when_the_next_starts_a_live_ones_stays(store):
+    import socket
+    from mlflow.tracking import MlflowClient
+
+    from engine.tracking import Tracker, process_tag
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    client = MlflowClient(store["uri"], store["uri"])
+    first = Tracker(store["uri"], "stale")
+    first.start({}, {"task": "t"})
+    client.set_tag(first.run_id, "engine.process", f"{socket.gethostname()}:{dead.pid}:12345")  # as kill -9 left it
+    live = Tracker(store["uri"], "stale")
+    live.start({}, {"task": "t"})  # this process: alive
+    elsewhere = Tracker(store["uri"], "stale")
+    elsewhere.start({}, {"task": "t"})
+    client.set_tag(elsewhere.run_id, "engine.process", "another-host:1:1")
+    Tracker(store["uri"], "stale").start({}, {"task": "t"})
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    assert "ended without closing the run" in client.get_run(first.run_id).data.tags["mlflow.note.content"]
+    assert client.get_run(live.run_id).info.status == "RUNNING"
+    assert client.get_run(elsewhere.run_id).info.status == "RUNNING"
+    assert process_tag().startswith(socket.gethostname() + ":")
