@@ -30,6 +30,19 @@ def composed(*overrides):
         return compose(config_name="config", overrides=list(overrides))
 
 
+def wait_until(condition, seconds: float = 60.0, every: float = 0.01) -> bool:
+    """Poll `condition` until it holds or `seconds` pass; whether it held (a wait on an event, not a nap)."""
+    import threading
+    import time
+
+    deadline, tick = time.monotonic() + seconds, threading.Event()
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        tick.wait(every)
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+from conftest import wait_until
 from fake_openai import FakeOpenAI, landscape_responder
 
 SCRIPT = textwrap.dedent("""
@@ -69,9 +70,7 @@ def test_sigterm_takes_ctrl_cs_path_and_the_mlflow_run_ends_killed(tmp_path):
                f"tracking.uri={uri}", "hydra.run.dir=out", "progress=false"]
         env = {**__import__("os").environ, "OPENAI_API_KEY": "sk-test-sigterm"}
         child = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while len(fake.requests) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert wait_until(lambda: len(fake.requests) >= 6, seconds=120)
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=90)
         assert child.returncode == 130 and "interrupted: every response paid for is in the cache" in err, err[-2000:]

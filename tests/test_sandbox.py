@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.sandbox import MODE_ENV, Limits, SandboxUnavailable, run_python
+from conftest import wait_until
 from fake_openai import FakeOpenAI
 
 CANARY = "sk-test-SANDBOX-CANARY-0123456789"
@@ -133,8 +134,7 @@ def test_processes_it_starts_die_with_it_even_in_their_own_session_and_a_fork_bo
                          " start_new_session=True)\n"
                          "import time\ntime.sleep(30)\n", timeout=2.0)
     assert daemons.reason == "timed out"
-    time.sleep(0.5)
-    assert not marker_processes(marker), "a process outlived the sandbox"
+    assert wait_until(lambda: not marker_processes(marker), seconds=5), "a process outlived the sandbox"
     start = time.monotonic()
     bomb = run_python("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
                       timeout=3.0)
