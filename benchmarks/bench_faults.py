@@ -5,6 +5,8 @@
 2. kill -9 mid-tune, then the same command again: how many requests were paid a second time.
 3. Four processes tuning on one cache at once: how many answers were paid twice.
 4. Reconciliation: the engine's dollars against the server's token count x price.
+5. Bad answers: every answer an HTTP 200 the engine cannot use, which the server bills in full anyway.
+6. The sandbox of model-written code: the escape battery of tests/escapes.py, and how many got out.
 """
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ from pathlib import Path
 
 from .common import FakeOpenAI
 from .fault_tune import BUDGET, PRICE, tune
-from fake_openai import landscape_responder  # noqa: E402 - on the path through .common
+from escapes import run_battery  # noqa: E402 - on the path through .common
+from fake_openai import count_tokens, landscape_responder  # noqa: E402
+from engine.errors import EngineError
+from engine.sandbox import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 1.0
@@ -84,6 +89,34 @@ def four_processes() -> dict:
         return {"answered": answered, "paid_twice": fake.paid_twice()}
 
 
+def billed_in_full(body: dict) -> dict:
+    """The most the server can bill for a request: its prompt, and max_tokens of completion."""
+    prompt = " ".join(m["content"] for m in body.get("messages", [])) or body.get("prompt", "")
+    return {"prompt_tokens": count_tokens(prompt), "completion_tokens": int(body.get("max_tokens") or 0)}
+
+
+BAD_BODIES = [b"<html>502 Bad Gateway</html>", b'{"choices": [{"index": 0, "message": {"content": "3"}}]}',
+              b'{"choices": [], "usage": {"prompt_tokens": -5, "completion_tokens": 2}}']
+
+
+def bad_answers(budget: float = 0.01) -> dict:
+    with FakeOpenAI(responder=landscape_responder) as fake, tempfile.TemporaryDirectory() as tmp:
+        fake.fault_rule = lambda i: {"body": BAD_BODIES[i % len(BAD_BODIES)], "bill": billed_in_full}
+        try:
+            tune(fake.base_url, tmp, TIMEOUT, budget=budget)
+            ended = "finished"
+        except EngineError as exc:
+            text = str(exc).removeprefix(f"{getattr(exc, 'endpoint', '')}: ")
+            ended = f"stopped: {text.split(';')[0].split(', each')[0]}"
+        fake.wait_idle()
+        return {"requests": len(fake.requests), "billed": billed(fake), "budget": budget, "ended": ended}
+
+
+def sandbox_escapes() -> list[tuple[str, bool, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_battery(Path(tmp), run_python)
+
+
 def main() -> None:
     print(f"## faults, counted server-side (budget ${BUDGET:g}, client timeout {TIMEOUT:g} s)", flush=True)
     runs = faults_survived()
@@ -98,7 +131,15 @@ def main() -> None:
     print(f"  kill -9 after {k['answered_before_kill']} answers, then rerun: {k['repaid']} requests paid twice, "
           f"{k['rerun_requests']} sent by the rerun, server billed ${k['billed']:.6f} in all", flush=True)
     race = four_processes()
-    print(f"  4 processes on one cache: {race['paid_twice']} of {race['answered']} answers paid twice")
+    print(f"  4 processes on one cache: {race['paid_twice']} of {race['answered']} answers paid twice", flush=True)
+    bad = bad_answers()
+    print(f"  bad answers: {bad['requests']} HTTP 200s the engine cannot use, each billed in full by the server: "
+          f"billed ${bad['billed']:.6f} <= cap ${bad['budget']:g}: {bad['billed'] <= bad['budget']} ({bad['ended']})",
+          flush=True)
+    escapes = sandbox_escapes()
+    got_out = [name for name, escaped, _ in escapes if escaped]
+    print(f"  sandbox escapes tried: {len(escapes)}, succeeded: {len(got_out)}" + (f" ({', '.join(got_out)})"
+                                                                                  if got_out else ""))
 
 
 if __name__ == "__main__":

@@ -24,13 +24,13 @@ def eval_func(responses, **point):
     return {"success": any(ok), "success_rate": sum(ok) / len(ok)}
 
 
-def tune(base_url: str, cache: str, timeout: float = 30.0) -> dict:
+def tune(base_url: str, cache: str, timeout: float = 30.0, budget: float = BUDGET) -> dict:
     """The tune's best config and what the engine says it paid (and may have been billed unanswered)."""
     with Session(cache_path=cache, seed=41) as session:
         session.catalog.add({"name": "faulty", "provider": "compatible", "chat": True, "base_url": base_url,
                              "price_per_1k": PRICE})
         session.set_requests(timeout=timeout, retry_wait_time=0.05, max_retry_period=60)
-        spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=BUDGET, num_samples=-1,
+        spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=budget, num_samples=-1,
                         concurrency=8, progress=False,
                         space={"model": "faulty", "prompt": PROMPTS, "max_tokens": randint(4, 30), "n": 1})
         tuner = Tuner(spec, session.requester, session.seed)

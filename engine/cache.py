@@ -2,11 +2,19 @@
 
 LMDB gives a single writer and many readers across processes, copy-on-write pages (a kill -9 never
 leaves a half-written entry) and, with `sync=True`, a response that is on disk before it is returned.
+
+What the disk can do to it is said in words, never left to a crash: a data file shorter than LMDB's own
+record of it (a copy cut short, a full disk) would end the process with SIGBUS at the first read, so it is
+refused at open; damaged pages stop the run naming the file; and when the disk refuses a write (full, an
+I/O error, the folder deleted under a running tune) the answer, already paid for, is kept in memory for the
+rest of the run and the dollars that the next run will pay again are counted (`Unkept`).
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lmdb
@@ -15,7 +23,40 @@ import orjson
 from .errors import CacheError
 from .inflight import InFlight
 
+logger = logging.getLogger(__name__)
 DEFAULT_MAP_SIZE = 256 * 2**20  # virtual reservation, the file grows only as it fills
+# what LMDB raises for pages that are not what its tree says they are
+DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.VersionMismatchError,
+          lmdb.BadValsizeError, lmdb.PageFullError)
+
+
+def damaged(path: Path, detail: str) -> CacheError:
+    data = path / "data.mdb"
+    return CacheError(f"the response cache {data} is damaged ({detail}). Move it aside to start an empty cache "
+                      f"(its answers will be paid again): mv {path} {path}.damaged")
+
+
+@dataclass
+class Unkept:
+    """Answers paid for that the disk refused: kept in memory for this run, paid again by the next one."""
+
+    answers: int = 0
+    dollars: float = 0.0
+    reason: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, dollars: float, reason: str) -> None:
+        with self._lock:
+            self.answers += 1
+            self.dollars += dollars
+            first, self.reason = not self.reason, reason
+        if first:
+            logger.warning("%s: answers are kept in memory for the rest of this run; the next run pays for them "
+                           "again (this run's total is in its summary)", reason)
+
+    def line(self) -> str:
+        return (f"{self.answers} answers (${self.dollars:.6f}) paid but not kept in the cache ({self.reason}): the "
+                "next run pays for them again") if self.answers else ""
 
 
 class ResponseCache:
@@ -27,10 +68,30 @@ class ResponseCache:
             self.path.mkdir(parents=True, exist_ok=True)
             self._env = lmdb.open(str(self.path), map_size=map_size, subdir=True, sync=True, metasync=True,
                                   readahead=False, max_dbs=0, max_readers=512)
+        except DAMAGE as exc:
+            raise damaged(self.path, str(exc)) from None
         except (OSError, lmdb.Error) as exc:
             raise CacheError(f"cannot open the response cache at {self.path}: {exc}") from None
+        self._check_length()
+        self._inode = self._data_inode()
         self._write_lock = threading.Lock()
+        self._memory: dict[bytes, dict] = {}  # answers the disk refused, for the rest of this run
         self.inflight = InFlight(self.path / "inflight")  # requests being paid for by some process right now
+
+    def _data_inode(self) -> int | None:
+        try:
+            return os.stat(self.path / "data.mdb").st_ino
+        except OSError:
+            return None
+
+    def _check_length(self) -> None:
+        """LMDB maps the file and trusts its meta page: pages past the end of a cut file are a SIGBUS."""
+        needed = (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+        size = (self.path / "data.mdb").stat().st_size
+        if size < needed:
+            self._env.close()
+            raise damaged(self.path, f"{size} bytes where LMDB's own record needs {needed}: cut short by a full "
+                                     "disk or an interrupted copy")
 
     def get(self, key: bytes) -> dict | None:
         """The cached response, or None on a miss or an entry that cannot be decoded."""
@@ -40,30 +101,41 @@ class ResponseCache:
         except lmdb.MapResizedError:  # another process grew the map: adopt its size and retry
             self._env.set_mapsize(0)
             return self.get(key)
+        except DAMAGE as exc:
+            raise damaged(self.path, str(exc)) from None
         if raw is None:
-            return None
+            return self._memory.get(key) if self._memory else None
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
         return value if isinstance(value, dict) else None
 
-    def put(self, key: bytes, value: dict) -> None:
-        """Commit `value` durably; grows the map when it is full."""
+    def put(self, key: bytes, value: dict) -> str | None:
+        """Commit `value` durably (growing the map when it is full): None. When the disk refuses it, `value`
+        is kept in memory for the rest of this process's run and the reason is returned."""
         blob = orjson.dumps(value)
         with self._write_lock:
+            if self._data_inode() != self._inode:
+                return self._keep(key, value, f"the cache folder {self.path} was deleted or replaced during the run")
             for _ in range(32):
                 try:
                     with self._env.begin(write=True) as txn:
                         txn.put(key, blob)
-                    return
+                    return None
                 except lmdb.MapFullError:
                     self._env.set_mapsize(self._env.info()["map_size"] * 2)
                 except lmdb.MapResizedError:
                     self._env.set_mapsize(0)
-                except lmdb.Error as exc:
-                    raise CacheError(f"cannot write to the response cache at {self.path}: {exc}") from None
-        raise CacheError(f"the response cache at {self.path} could not grow to fit a {len(blob)}-byte entry")
+                except DAMAGE as exc:
+                    raise damaged(self.path, str(exc)) from None
+                except lmdb.Error as exc:  # a full disk, an I/O error
+                    return self._keep(key, value, f"the disk refused a write to the cache {self.path}: {exc}")
+        return self._keep(key, value, f"the cache {self.path} could not grow to fit a {len(blob)}-byte entry")
+
+    def _keep(self, key: bytes, value: dict, reason: str) -> str:
+        self._memory[key] = value
+        return reason
 
     def __len__(self) -> int:
         return self._env.stat()["entries"]
@@ -126,6 +198,7 @@ class CacheRoot:
         self.map_size = map_size
         self._caches: dict[int | str, ResponseCache] = {}  # a fast path to the shared handles
         self._pid = os.getpid()
+        self.unkept = Unkept()  # answers paid for under this root that the disk refused
 
     def for_seed(self, seed: int | str) -> ResponseCache:
         cache = self._caches.get(seed)

@@ -25,6 +25,15 @@ def refuse_secrets_on_the_command_line(argv: list[str]) -> None:
                              "api_key_env names)")
 
 
+def report_fatal_signals() -> None:
+    """A part that dies by a signal (SIGSEGV or SIGBUS in a native library: llama.cpp, LMDB) prints which
+    signal and where on stderr, instead of ending with nothing but an exit code."""
+    import faulthandler
+
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
+
+
 def interrupt_on_sigterm() -> None:
     """SIGTERM (a scheduler, `kill`, a container stopping) takes Ctrl-C's path: no new request, those in
     flight are awaited and cached, the MLflow run ends KILLED instead of staying RUNNING."""

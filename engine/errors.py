@@ -69,7 +69,23 @@ class BudgetExhausted(BudgetError):
 
 
 class BudgetOverrunError(BudgetError):
-    """A response cost more than its worst-case bound: the bound (a model's config) is wrong."""
+    """A response cost more than its worst-case bound: the bound (a model's config) is wrong.
+
+    `paid` is set once every request that was in flight has been answered (their answers may be over their
+    bounds too, and the server bills them whatever the engine does), so the figure shown is never below the bill.
+    """
+
+    paid: float | None = None
+
+    def __str__(self) -> str:
+        if self.paid is None:
+            return self.args[0]
+        return (f"{self.args[0]} Dollars paid in this run, every request that was in flight when it stopped "
+                f"included: ${self.paid:.6f}.")
+
+
+class SearchFailedError(EngineError):
+    """Every trial of a tune failed for a reason other than money (the provider refused each request)."""
 
 
 class MissingCredentialsError(ConfigError):

@@ -101,6 +101,8 @@ class Evaluator:
                 self.budget.release(sum(reservations))
         run.interrupted = self.stop.is_set()
         if run.error is not None:
+            if isinstance(run.error, BudgetOverrunError):  # every request in flight is answered by now
+                run.error.paid = run.spent
             raise run.error
         return run
 
@@ -181,8 +183,8 @@ class Evaluator:
         return BudgetOverrunError(
             f"{request.endpoint.describe()}: an answer reported {usage.get('prompt_tokens')} prompt + "
             f"{usage.get('completion_tokens')} completion tokens (${cost:.6f}); its reservation assumed at most "
-            f"{sum(b.prompt for b in bounds)} + {sum(b.completion for b in bounds)} (${reserved:.6f}); dollars "
-            f"paid so far ${self.budget.paid + outcome.spent:.6f}. The bound is wrong for this model: raise "
+            f"{sum(b.prompt for b in bounds)} + {sum(b.completion for b in bounds)} (${reserved:.6f}). The bound is "
+            f"wrong for this model: raise "
             f"prompt_overhead_tokens or completion_margin_tokens in conf/model/{request.model}.yaml. The run "
             "stops here so that the budget stays a cap.")
 

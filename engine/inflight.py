@@ -64,19 +64,25 @@ class InFlight:
     def claim(self, key: bytes, lease_s: float = LEASE_S) -> dict | None:
         """Take the marker of `key`: None when this process now owns it, else the live owner's marker."""
         mine = {"pid": os.getpid(), "host": HOST, "expires": time.time() + lease_s}
-        with self._lock, self._env.begin(write=True) as txn:
-            marker = _marker(txn, key)
-            if marker is not None and not _mine(marker) and _owner_alive(marker):
-                return marker
-            txn.put(key, orjson.dumps(mine))
+        try:
+            with self._lock, self._env.begin(write=True) as txn:
+                marker = _marker(txn, key)
+                if marker is not None and not _mine(marker) and _owner_alive(marker):
+                    return marker
+                txn.put(key, orjson.dumps(mine))
+        except lmdb.Error:  # a full disk: go on without telling other processes (at worst one pays twice)
+            return None
         return None
 
     def release(self, key: bytes) -> None:
         """Drop this process's marker of `key` (the answer is cached, or the request failed)."""
-        with self._lock, self._env.begin(write=True) as txn:
-            marker = _marker(txn, key)
-            if marker is not None and _mine(marker):
-                txn.delete(key)
+        try:
+            with self._lock, self._env.begin(write=True) as txn:
+                marker = _marker(txn, key)
+                if marker is not None and _mine(marker):
+                    txn.delete(key)
+        except lmdb.Error:  # a full disk: the marker's lease runs out, or its owner's death frees it
+            pass
 
     def close(self) -> None:
         self._env.close()

@@ -8,7 +8,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import friendly_errors, interrupt_on_sigterm, quiet_libraries, refuse_secrets_on_the_command_line
+from .cli import (friendly_errors, interrupt_on_sigterm, quiet_libraries, refuse_secrets_on_the_command_line,
+                  report_fatal_signals)
 from .config import register_configs
 from .models import conf_dir
 from .promotion import promote
@@ -32,5 +33,6 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     refuse_secrets_on_the_command_line(sys.argv)
     interrupt_on_sigterm()
+    report_fatal_signals()
     register_configs()
     main()

@@ -202,14 +202,15 @@ def _save_model(model_dir: Path, config_path: Path, fields: list[str]) -> None:
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    from .serving import pip_requirements
+    from .serving import ServingLimits, pip_requirements
 
     signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), f) for f in fields]) if fields else None,
                                outputs=Schema([ColSpec("string", "completion")]))
     with warnings.catch_warnings():  # type-hint and schema notices about MLflow's own wrapper
         warnings.simplefilter("ignore")
         mlflow.pyfunc.save_model(str(model_dir), loader_module="engine.serving", data_path=str(config_path),
-                                 pip_requirements=pip_requirements(), signature=signature)
+                                 pip_requirements=pip_requirements(), signature=signature,
+                                 model_config=ServingLimits().as_model_config())
 
 
 def _artifact_source(client, uri: str) -> str:

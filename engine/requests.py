@@ -257,11 +257,14 @@ class Requester:
                 return shared, 0.0, True
             try:
                 response = await self.providers.acomplete(request, payload, on_unanswered)
-                cache.put(key, response)  # durable before anyone uses it
+                refused = cache.put(key, response)  # durable before anyone uses it
             finally:
                 cache.inflight.release(key)
             future.set_result(response)
-            return response, self.cost(request.model, response), False
+            cost = self.cost(request.model, response)
+            if refused:
+                self.caches.unkept.add(cost, refused)
+            return response, cost, False
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters get it, nobody is warned about it

@@ -8,6 +8,8 @@ deleted) and a fresh one made, with a line saying where the old one went.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import time
@@ -40,10 +42,28 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def ensure_store(uri: str) -> None:
-    """Make sure a local SQLite store exists and is whole before anything is logged to it."""
+    """Make sure a local SQLite store exists and is whole before anything is logged to it. Processes that
+    start together in a fresh folder take turns (a lock file beside the store): the first makes it, the
+    others find it made, instead of each moving its own over the one the others already use."""
     path = sqlite_path(check_uri(uri))
     if path is None:
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_name(f".{path.name}.lock")):
+        _ensure_locked(path)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, and by the kernel if we die
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_locked(path: Path) -> None:
     if path.exists():
         if _usable(f"sqlite:///{path.resolve()}"):
             return
@@ -51,7 +71,6 @@ def ensure_store(uri: str) -> None:
         os.replace(path, aside)
         logger.warning("the tracking store %s could not be opened (left half-created by an interrupted run?); it "
                        "was moved to %s and a new one is made", path, aside)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # a name never used before: MLflow keeps one engine per URI, and an earlier one's file was moved away
     tmp = path.with_name(f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     for stale in path.parent.glob(f".{path.name}.creating-*"):  # left by a run interrupted while creating
@@ -59,7 +78,9 @@ def ensure_store(uri: str) -> None:
     try:
         if not _usable(f"sqlite:///{tmp.resolve()}"):
             raise ConfigError(f"tracking.uri: MLflow could not create a store at {tmp}")
-        os.replace(tmp, path)
+        os.link(tmp, path)  # never over a store that appeared meanwhile (a process that takes no lock)
+    except FileExistsError:
+        pass
     finally:
         tmp.unlink(missing_ok=True)
 

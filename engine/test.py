@@ -7,7 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, quiet_libraries,
+from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, report_fatal_signals, quiet_libraries,
                   refuse_secrets_on_the_command_line)
 from .config import register_configs, to_run_config
 from .errors import ConfigError
@@ -48,5 +48,6 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     refuse_secrets_on_the_command_line(sys.argv)
     interrupt_on_sigterm()
+    report_fatal_signals()
     register_configs()
     main()

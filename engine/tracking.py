@@ -254,8 +254,16 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.uri = uri
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
+        if found is None:
+            try:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_location,
+                                                                   tags=EXPERIMENT_TAGS)
+            except self.mlflow.exceptions.MlflowException:  # made by a tune that started at the same moment
+                found = self.client.get_experiment_by_name(experiment)
+                if found is None:
+                    raise
+        if found is not None:
+            self.experiment_id = found.experiment_id
         if found and not all(found.tags.get(k) for k in EXPERIMENT_TAGS):
             for key, value in EXPERIMENT_TAGS.items():
                 self.client.set_experiment_tag(self.experiment_id, key, value)

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, job_log, quiet_libraries,
+from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, report_fatal_signals, job_log, quiet_libraries,
                   refuse_secrets_on_the_command_line)
 from .config import register_configs, to_run_config
 from .errors import ConfigError
@@ -51,5 +51,6 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     refuse_secrets_on_the_command_line(sys.argv)
     interrupt_on_sigterm()
+    report_fatal_signals()
     register_configs()
     main()

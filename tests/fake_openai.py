@@ -68,6 +68,8 @@ class FakeOpenAI:
         self.extra_completion_tokens = 0  # reported beyond what was generated (llama.cpp on CJK output does)
         self.usage_override: dict | None = None  # replaces fields of the reported usage (absurd or broken ones)
         self.requests: list[dict] = []  # every request received, faults included
+        self.in_flight = 0  # completion requests received and not yet answered (or dropped)
+        self.most_in_flight = 0  # the most that were ever being answered at once
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", port), self._handler())
         self._httpd.daemon_threads = True
@@ -98,6 +100,16 @@ class FakeOpenAI:
         """Answers billed for a request body this server had already answered and billed."""
         bodies = [json.dumps(r["body"], sort_keys=True) for r in self.requests if "usage" in r]
         return len(bodies) - len(set(bodies))
+
+    def wait_idle(self, seconds: float = 60.0) -> bool:
+        """Wait until no completion request is being answered (what a client sent has all landed), so that a
+        test can then assert that nothing more is sent; whether it went idle within `seconds`."""
+        deadline, tick = time.monotonic() + seconds, threading.Event()
+        while self.in_flight:
+            if time.monotonic() >= deadline:
+                return False
+            tick.wait(0.01)
+        return True
 
     def completions(self) -> list[dict]:
         """Bodies of the requests that were answered successfully."""
@@ -176,6 +188,16 @@ class FakeOpenAI:
                 self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
             def do_POST(self):
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                try:
+                    self._post()
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+            def _post(self):
                 if fake.die_with is not None:  # to this thread: a process-wide kill lets it answer first
                     signal.pthread_kill(threading.get_ident(), fake.die_with)
                     time.sleep(60)
@@ -196,7 +218,9 @@ class FakeOpenAI:
                     time.sleep(fault["stall"])
                     record["answered"] = True
                     fault = None
-                if fault and "body" in fault:  # a broken answer with HTTP 200 (not billed: it has no usage)
+                if fault and "body" in fault:  # a broken answer with HTTP 200, unbilled unless `bill` says
+                    if fault.get("bill"):  # what the server bills for it anyway: usage from the request body
+                        record["usage"] = fault["bill"](body)
                     data = fault["body"]
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")

@@ -3,6 +3,7 @@ billed: timeouts it still bills, answers above their bound, bad answers, process
 eval_funcs that would fail after money was spent."""
 import contextlib
 import logging
+import math
 import subprocess
 import sys
 import textwrap
@@ -12,17 +13,17 @@ from pathlib import Path
 import pytest
 from flaml.tune import randint
 
-from conftest import DATA, PROMPTS, PRICE, eval_func
-from engine import BudgetError, Completion, ConfigError, ProviderError
+from conftest import DATA, PROMPTS, PRICE, eval_func, wait_until
+from engine import BudgetError, Completion, ConfigError, ProviderError, SearchFailedError
 from engine.errors import BudgetOverrunError
 from engine.tuning import Tuner, TuneSpec
 from fake_openai import FakeOpenAI, landscape_responder
 
 
 
-def tuner(session, budget, **space):
+def tuner(session, budget, concurrency=8, **space):
     spec = TuneSpec(DATA, "success", "max", eval_func, optimization_budget=budget, num_samples=-1, progress=False,
-                    space={"model": "fake-chat", "prompt": PROMPTS, "max_tokens": randint(4, 30), **space})
+                    concurrency=concurrency, space={"model": "fake-chat", "prompt": PROMPTS, "max_tokens": randint(4, 30), **space})
     return Tuner(spec, session.requester, session.seed)
 
 
@@ -56,10 +57,26 @@ def test_an_answer_above_its_reservation_ends_the_tune_saying_by_how_much(landsc
         tuner(session, 0.05).run()
     message = str(caught.value)
     assert "compatible endpoint" in message and "completion tokens" in message and "assumed at most" in message
-    assert "paid so far $" in message and "conf/model/fake-chat.yaml" in message
+    assert "Dollars paid in this run" in message and "conf/model/fake-chat.yaml" in message
+    assert landscape.wait_idle()
     sent = len(landscape.requests)
-    time.sleep(0.3)
-    assert len(landscape.requests) == sent  # nothing is sent after it
+    assert not wait_until(lambda: len(landscape.requests) > sent, seconds=0.3)  # nothing is sent after it
+
+
+def test_an_overrun_counts_every_answer_that_was_in_flight_when_it_stopped(landscape, session):
+    """Many requests in flight, each billed far beyond its bound: the figure the engine gives is the bill."""
+    landscape.extra_completion_tokens = 100_000
+    landscape.latency = 0.05
+    t = tuner(session, 50.0, concurrency=16)
+    with pytest.raises(BudgetOverrunError) as caught:
+        t.run()
+    assert landscape.wait_idle()
+    billed = landscape.billed(PRICE["prompt"], PRICE["completion"])
+    answered = sum(1 for r in landscape.requests if "usage" in r)
+    assert answered > 1  # others were in flight when the first overrun was seen
+    assert t.guard.paid >= billed - 1e-9
+    shown = float(str(caught.value).rsplit("included: $", 1)[1].rstrip("."))
+    assert shown >= billed - 1e-6, f"the engine said ${shown} while the server billed ${billed}"
 
 
 def test_a_few_tokens_past_max_tokens_are_within_the_margin(landscape, session):
@@ -107,6 +124,7 @@ def raises_on_empty(responses, **point):
     (lambda responses, **p: [True], "must return a dict of metrics, got list"),
     (lambda responses, **p: {"accuracy": 1}, "'success' is not in eval_func's result"),
     (lambda responses, **p: {"success": "yes"}, "a metric must be a number"),
+    (lambda responses, **p: {"success": float("nan")}, "a metric must be a finite number"),
 ])
 def test_eval_func_faults_are_found_before_any_spend(fake_models, bad_eval, says):
     with pytest.raises(ConfigError, match=says):
@@ -162,3 +180,28 @@ def test_bad_answers_with_http_200_stay_counted_at_their_worst_and_repeated_ones
         small.run()
     assert 0 < small.guard.unanswered <= 0.002 and small.guard.unanswered_requests > 0
     landscape.fault_rule = None
+
+
+def test_a_prompt_every_request_of_which_is_refused_ends_saying_so_not_asking_for_more_money(landscape, session):
+    """A 1 MB prompt: the provider answers 400 (context length) on every trial, which costs nothing."""
+    landscape.fault_rule = lambda i: {"status": 400, "message": "This model's maximum context length is 8192 tokens"}
+    t = tuner(session, 0.05)
+    with pytest.raises(SearchFailedError, match=r"every trial failed .*none for lack of money.*maximum context") as e:
+        t.run()
+    assert "optimization_budget" not in str(e.value)
+    landscape.fault_rule = None
+
+
+def test_a_config_whose_metric_comes_out_nan_is_never_the_one_chosen(landscape, session):
+    """eval_func gives NaN on some answers only (not on the dry run's): those trials cannot be ranked."""
+    def nan_on_long(responses, **point):
+        if len(responses[0].split()) > 6:
+            return {"success": float("nan")}
+        return eval_func(responses, **point)
+
+    spec = TuneSpec(DATA, "success", "max", nan_on_long, optimization_budget=0.05, num_samples=12, progress=False,
+                    space={"model": "fake-chat", "prompt": PROMPTS, "max_tokens": randint(4, 30)})
+    t = Tuner(spec, session.requester, session.seed)
+    best, _ = t.run()
+    assert any(math.isnan(r.metrics.get("success", 0.0)) for r in t.trials if r.metrics)  # some came out NaN
+    assert math.isfinite(t.best.metrics["success"])

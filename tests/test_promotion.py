@@ -16,7 +16,7 @@ from conftest import composed
 from engine.config import to_run_config
 from engine.errors import ConfigError
 from engine.promotion import load_config, promote
-from engine.serving import ConfigModel, pip_requirements
+from engine.serving import ConfigModel, ServingLimits, pip_requirements
 from engine.tracking import Tracker
 
 QUESTION = {"model": "smollm2", "prompt": "Answer with a number. {question}", "max_tokens": 8}
@@ -57,7 +57,9 @@ def test_the_registered_model_holds_no_code_its_loader_is_the_installed_engine(s
     version = promote(finished(store, OPERANDS, 0.5), uri=store["uri"])
     local = Path(store["client"].download_artifacts(version.run_id, "model", str(store["dir"])))
     assert not [p for p in local.rglob("*") if p.suffix in (".py", ".pkl", ".pyc")]  # data, not code
-    assert Model.load(str(local)).flavors["python_function"]["loader_module"] == "engine.serving"
+    flavor = Model.load(str(local)).flavors["python_function"]
+    assert flavor["loader_module"] == "engine.serving"
+    assert flavor["config"] == ServingLimits().as_model_config()  # the bounds on one request, saved
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
     loaded = mlflow.pyfunc.load_model("models:/arith@production")
     assert isinstance(loaded._model_impl, ConfigModel) and loaded._model_impl.config == OPERANDS
@@ -140,17 +142,46 @@ def test_mlflow_tracking_uri_is_honoured_by_promote_and_tune_without_tracking_ur
     assert to_run_config(composed("tracking.uri=sqlite:///x.db")).tracking.uri == "sqlite:///x.db"
 
 
-def served(session, config):
-    return ConfigModel(config, session)
+def served(session, config, **limits):
+    return ConfigModel(config, session, ServingLimits(**limits))
 
 
 def test_the_served_model_answers_rows_concurrently(fake_models, session):
-    fake_models.latency = 0.5
+    fake_models.latency = 0.3
     model = served(session, {"model": "fake-chat", "prompt": "What is {a} + {b}?", "max_tokens": 8})
-    started = time.monotonic()
     out = model.predict(pd.DataFrame([{"a": i, "b": 1} for i in range(4)]))
-    assert time.monotonic() - started < 1.5  # four rows of 0.5 s each, at once
+    assert fake_models.most_in_flight > 1  # rows at once, seen by the server
     assert [c.split()[0] for c in out["completion"]] == ["1", "2", "3", "4"]  # in order
+
+
+def test_a_served_request_is_bounded_before_any_row_is_paid(fake_models, session):
+    model = served(session, {"model": "fake-chat", "prompt": "Say {a}", "max_tokens": 8}, max_rows=100,
+                   max_prompt_bytes=4096)
+    with pytest.raises(MlflowException, match=r"^5,000 rows|^5000 rows in one request, above this model's limit of 100"):
+        model.predict(pd.DataFrame([{"a": i} for i in range(5000)]))
+    with pytest.raises(MlflowException, match=r"row 1: its prompt is 10,000,004 bytes \(worst case \$[0-9.]+ with "
+                                              r"this config\), above this model's limit of 4,096 bytes") as big:
+        model.predict(pd.DataFrame([{"a": "small"}, {"a": "x" * 10_000_000}]))
+    assert big.value.get_http_status_code() == 400
+    assert not fake_models.requests  # both refused before a request
+
+
+def test_rows_past_the_deadline_are_not_sent_for_a_client_that_stopped_waiting(fake_models, session):
+    fake_models.latency = 0.4
+    model = served(session, {"model": "fake-chat", "prompt": "Say {a}", "max_tokens": 8}, deadline_s=0.2)
+    with pytest.raises(MlflowException, match=r"deadline \(0.2 s.*passed after \d+ of 64 rows; the others were "
+                                              "not sent"):
+        model.predict(pd.DataFrame([{"a": i} for i in range(64)]))
+    assert fake_models.wait_idle()
+    assert len(fake_models.requests) <= 16  # the first rows in flight; none started after the deadline
+
+
+def test_serving_limits_come_from_the_models_config_and_can_be_overridden():
+    assert ServingLimits.from_model_config({"max_rows": 3}).max_rows == 3
+    assert ServingLimits.from_model_config(None) == ServingLimits()
+    assert ServingLimits.from_model_config({"deadline_s": 2}).deadline() == 2
+    with pytest.raises(ConfigError, match="max_rows must be a positive integer"):
+        ServingLimits.from_model_config({"max_rows": 0})
 
 
 def test_a_bad_row_is_a_one_line_client_error(fake_models, session):

@@ -37,3 +37,35 @@ def test_a_store_an_older_version_left_half_created_is_moved_aside_and_made_agai
     assert _usable(uri)
     kept = list(tmp_path.glob("mlflow.db.broken-*"))
     assert len(kept) == 1 and kept[0].stat().st_size > 0
+
+
+TRACK = """
+import sys, mlflow.store.tracking.sqlalchemy_store
+from engine.tracking import Tracker
+print("ready", flush=True)
+sys.stdin.readline()  # the go: every process starts the store at the same moment
+t = Tracker(sys.argv[1], "capitals")
+run = t.client.create_run(t.experiment_id)
+t.client.log_metric(run.info.run_id, "x", 1.0)
+print(t.experiment_id, flush=True)
+"""
+
+
+def test_tunes_starting_together_in_a_fresh_folder_share_one_store_and_one_experiment(tmp_path):
+    """Each start makes the store and the experiment if missing: all must come up, on the same experiment."""
+    for attempt in range(3):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        children = [subprocess.Popen([sys.executable, "-c", TRACK, uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        for child in children:
+            assert child.stdout.readline().strip() == "ready"
+        for child in children:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        outputs = [child.communicate(timeout=120) for child in children]
+        for child, (out, err) in zip(children, outputs):
+            assert child.returncode == 0, err[-2000:]
+        assert len({out.strip() for out, _ in outputs}) == 1  # one experiment, not one each
+        assert not list(folder.glob(".mlflow.db.creating-*"))

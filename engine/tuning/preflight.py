@@ -102,3 +102,7 @@ def dry_run_eval_func(spec: TuneSpec) -> None:
         value = probe[spec.metric]
         if isinstance(value, str) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
             raise ConfigError(f"eval_func's {spec.metric!r} is {value!r}: a metric must be a number (or a bool)")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"eval_func's {spec.metric!r} is {float(value)} when given the answers {answers!r} for "
+                              "data point 0: a metric must be a finite number (a NaN compares as neither better "
+                              "nor worse, so no config could be chosen by it)")

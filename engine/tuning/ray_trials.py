@@ -83,9 +83,9 @@ class _RecordingCache:
     def get(self, key: bytes):
         return self._cache.get(key)
 
-    def put(self, key: bytes, value: dict) -> None:
-        self._cache.put(key, value)
-        self._sink.append((self._seed, key, value))
+    def put(self, key: bytes, value: dict) -> str | None:
+        self._sink.append((self._seed, key, value))  # shipped to the driver even if this disk refused it
+        return self._cache.put(key, value)
 
 
 class RecordingCacheRoot(CacheRoot):
@@ -163,6 +163,13 @@ class RayTrials:
         nodes = sum(1 for n in self._ray.nodes() if n.get("Alive"))
         return f"{nodes} node(s), {resources.get('CPU', 0):g} CPUs"
 
+    def _list_price(self, response: dict) -> float:
+        """A shipped response's cost by the model it names (0 when that name is not in the catalog)."""
+        try:
+            return self.requester.cost(str(response.get("model") or ""), response)
+        except ConfigError:
+            return 0.0
+
     async def evaluate(self, record: TrialRecord, allowance: BudgetGuard, best: float | None) -> None:
         """Run the trial on a worker and fold what it did into `record` and `allowance`; the driver's cache
         receives every response the worker was answered. A lost task keeps its allowance as possibly billed."""
@@ -176,7 +183,9 @@ class RayTrials:
             allowance.unanswered_attempt(allowance.limit)  # it may have spent all of it: keep it counted
             raise EngineError(f"trial {record.number} was lost on its Ray worker: {_first_line(exc)}") from None
         for seed, key, response in result.responses:
-            self.requester.caches.for_seed(seed).put(key, response)
+            refused = self.requester.caches.for_seed(seed).put(key, response)
+            if refused:
+                self.requester.caches.unkept.add(self._list_price(response), refused)
         allowance.add_spent(result.charged, result.paid, result.unanswered, result.unanswered_requests)
         record.__dict__.update(result.record.__dict__)
         self.workers_seen.add(result.worker)

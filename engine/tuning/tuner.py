@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing;
     from flaml.tune.trial_runner import SequentialTrialRunner
 
 from ..budget import BudgetGuard
-from ..errors import AuthenticationError, BudgetError, ProviderError
+from ..errors import AuthenticationError, BudgetError, BudgetOverrunError, ProviderError, SearchFailedError
 from ..evaluation import Evaluator
 from ..records import TrialRecord
 from ..requests import Requester
@@ -102,8 +102,15 @@ class Tuner:
                 self.requester.providers.loop.run(self._search(runner), interrupted)
             except EvalFuncInterrupted:
                 raise KeyboardInterrupt from None
+            except BudgetOverrunError as exc:  # the other trials' requests in flight have settled by now
+                exc.paid = self.guard.paid
+                raise
         self.choice = choose(self.trials, spec.metric, spec.mode, spec.selection, len(spec.data))
         self.reporter.say(self._summary_line())
+        failed = [t for t in self.trials if t.pruned == "error"]
+        if self.best is None and failed and len(failed) == len(self.trials) and not self.stopped_by_budget:
+            raise SearchFailedError(f"every trial failed ({len(failed)} of {len(failed)}), none for lack of money "
+                                    f"(paid ${self.guard.paid:.6f}); the last: {failed[-1].error}")
         if self.best is None:
             raise BudgetError("no config was evaluated in full within the budgets "
                               f"(trials: {len(self.trials)}, spent ${self.guard.paid:.6f}); "
@@ -200,8 +207,9 @@ class Tuner:
         best = self.choice_line() if self.choice else "no complete trial"
         unanswered = (f" (and up to ${self.guard.unanswered:.6f} possibly billed for {self.guard.unanswered_requests}"
                       " attempts that got no answer)") if self.guard.unanswered_requests else ""
+        unkept = self.requester.caches.unkept.line()
         return (f"tune {end}: {len(self.trials)} trials ({pruned} pruned), {best}; paid ${self.guard.paid:.6f}"
-                f"{unanswered}, cache saved ${self.guard.saved:.6f}")
+                f"{unanswered}, cache saved ${self.guard.saved:.6f}" + (f"; {unkept}" if unkept else ""))
 
 
 @contextlib.contextmanager
