@@ -12,7 +12,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 setup: llama sandbox $(STAMP)
 
-# Model-written code (task=humaneval) runs only inside bubblewrap (engine/sandbox.py): installed here when
+# Model-written code (task=humaneval) runs only inside bubblewrap (engine/tasks/sandbox.py): installed here when
 # missing and this is root; otherwise say how.
 sandbox:
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

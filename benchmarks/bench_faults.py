@@ -22,8 +22,8 @@ from .common import FakeOpenAI
 from .fault_tune import BUDGET, PRICE, tune
 from escapes import run_battery  # noqa: E402 - on the path through .common
 from fake_openai import count_tokens, landscape_responder  # noqa: E402
-from engine.errors import EngineError
-from engine.sandbox import run_python
+from engine.core.errors import EngineError
+from engine.tasks.sandbox import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 1.0

@@ -8,7 +8,7 @@ import openai
 import orjson
 
 from engine import Completion
-from engine.keys import request_digest
+from engine.core.digests import request_digest
 from engine.session import Session
 
 from .common import FakeOpenAI, fake_server_process, interleaved_us, per_call_us, register_fake_model
@@ -22,7 +22,7 @@ def cache_hit_latency(calls: int = 20000) -> dict:
         Completion.create(context=context, **config)  # the one miss
         hit_us = per_call_us(lambda: Completion.create(context=context, **config), calls)
         request = session.requester
-        from engine.requests import prepare
+        from engine.requests.requester import prepare
         prepared = prepare(config, context, session.catalog, 41)[0]
         env = request.caches.for_seed(41)._env
 

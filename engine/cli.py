@@ -7,8 +7,8 @@ import os
 import sys
 import warnings
 
-from .errors import EngineError
-from .secret_shapes import command_line_refusal
+from .core.errors import EngineError
+from .core.secret_shapes import command_line_refusal
 
 NOISY = ("httpx", "httpx2", "openai", "urllib3", "flaml", "optuna", "matplotlib", "mlflow", "alembic")
 
@@ -47,8 +47,8 @@ def interrupt_on_sigterm() -> None:
 
 def apply_sandbox(mode: str | None) -> None:
     """`sandbox=os|unsafe` from the config becomes the process's ENGINE_SANDBOX, which eval_funcs (and Ray
-    workers started after it) read through engine.sandbox; None leaves the environment's choice."""
-    from .sandbox import MODE_ENV
+    workers started after it) read through engine.tasks.sandbox; None leaves the environment's choice."""
+    from .tasks.sandbox import MODE_ENV
 
     if mode is not None:
         os.environ[MODE_ENV] = mode

@@ -10,9 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli import (friendly_errors, interrupt_on_sigterm, quiet_libraries, refuse_secrets_on_the_command_line,
                   report_fatal_signals)
-from .config import register_configs
-from .models import conf_dir
-from .promotion import promote
+from .core.config import register_configs
+from .core.models import conf_dir
+from .mlflow.registry import promote
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="promote", version_base="1.3")

@@ -7,15 +7,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_MAX_TOKENS, RunConfig
-from .errors import ConfigError
+from .core.config import DEFAULT_MAX_TOKENS, RunConfig
+from .core.errors import ConfigError
 from .session import Session
 from .tasks import Task, load_task
-from .testing import evaluate_config
-from .public import public_view
-from .secret_shapes import refuse_endpoints
-from .templates import check_text
-from .stats import Estimate, estimate
+from .evaluate.testing import evaluate_config
+from .core.redaction import public_view
+from .core.secret_shapes import refuse_endpoints
+from .core.templates import check_text
+from .core.stats import Estimate, estimate
 from .tuning import Tuner, TuneSpec
 from .tuning.space import to_domain
 
@@ -154,7 +154,7 @@ def run_experiment(run: RunConfig, output_dir: str, session: Session, sweep: str
 
 
 def new_tracker(run: RunConfig, task: Task):
-    from .tracking import Tracker
+    from .mlflow.tracking import Tracker
 
     artifacts = run.tracking.artifacts
     location = Path(artifacts).resolve().as_uri() if artifacts and not run.tracking.uri.startswith("http") else None
@@ -207,7 +207,7 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       mlflow_ui=tracker.ui_hint() if tracker else None)
     (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2, default=str))
     if tracker:
-        from .tracking import parent_metrics, summary_line
+        from .mlflow.tracking import parent_metrics, summary_line
 
         tracker.finish(best, parent_metrics(tuner.best.metrics, test_result, summary), tuner.trials, task.metric,
                        task.mode, [out / "trials.jsonl", out / "summary.json"], best_trial=tuner.best,

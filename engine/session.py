@@ -14,14 +14,13 @@ import threading
 from dataclasses import replace
 from typing import Any, Mapping
 
-from .cache import CacheRoot
-from .config import DEFAULT_MODEL, CacheConfig, RequestsConfig
-from .models import ModelCatalog
-from .providers import ProviderClient, RetryPolicy
-from .providers.embedded import EmbeddedServer
-from .providers.endpoint import resolve_endpoint
-from .requests import Outcome, Requester, prepare
-from .usage_log import UsageLog
+from .requests.cache import CacheRoot
+from .core.config import DEFAULT_MODEL, CacheConfig, RequestsConfig
+from .core.models import ModelCatalog
+from .requests.providers import ProviderClient, RetryPolicy
+from .requests.providers.embedded import EmbeddedServer
+from .requests.providers.endpoint import resolve_endpoint
+from .requests.requester import Outcome, Requester, prepare
 
 DEFAULT_SEED = CacheConfig.seed
 DEFAULT_CACHE_PATH = CacheConfig.path
@@ -43,7 +42,7 @@ class Session:
             providers = providers.with_settings(RetryPolicy.from_config(requests), requests.timeout)
         self.providers = providers
         self.requester = Requester(self.catalog, CacheRoot(cache_path), providers)
-        self.usage_log: UsageLog | None = None  # the seed API's start_logging() book-keeping, when on
+        self.usage_log = None  # the seed API's start_logging() book-keeping (compat.usage_log), when on
         self._tokens: list[contextvars.Token] = []
 
     # ---- scope ----------------------------------------------------------------------------------

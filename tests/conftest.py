@@ -5,8 +5,8 @@ import socket
 import pytest
 from hydra import compose, initialize_config_dir
 
-from engine.config import register_configs
-from engine.models import conf_dir
+from engine.core.config import register_configs
+from engine.core.models import conf_dir
 from engine.session import Session
 from fake_openai import FakeOpenAI, landscape_responder
 

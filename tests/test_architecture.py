@@ -1,7 +1,8 @@
-"""The shape of engine/: imports follow the data flow one way, with no cycle.
+"""The shape of engine/: packages by role, imports that follow the data flow one way, no cycle.
 
-The layers below are the flow of DESIGN.md, from the leaves (errors, schemas) up to the entry points. A
-module may import modules of its own layer or below, never above; imports inside functions count too.
+The layers below go from the leaves (core: errors, schemas) up to the entry points. A module may import
+modules of its own layer or below, never above; imports inside functions count too. An entry names a
+package (every module in it) or a module; the longest entry that matches a module places it.
 """
 import ast
 from pathlib import Path
@@ -9,17 +10,23 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 LAYERS = [
-    {"errors", "keys", "public", "registry", "fanout", "templates", "sandbox", "aio", "plots", "store",
-     "prices", "responses", "usage_log", "endpoint_lists", "stats", "secret_shapes"},  # leaves
-    {"models", "records"},
-    {"config"},  # the typed schemas
-    {"cache", "inflight", "budget", "providers"},  # the response cache, money, the openai clients, the embedded server
-    {"requests"},  # one request: template -> cache -> provider -> cost
-    {"session", "evaluation"},  # the owner of resources; one config over data
-    {"testing", "tuning", "tasks"},
-    {"tracking", "serving", "promotion"},  # MLflow
-    {"completion", "seed_create", "runner", "cli"},  # the seed API facade, the experiment runner
-    {"tune", "test", "promote", "__init__"},  # entry points
+    {"core.errors", "core.loop", "core.stats", "core.prices"},  # leaves
+    {"core.secret_shapes", "core.templates"},
+    {"core.digests", "core.redaction"},  # request digests (cache keys); what is written never holds a key
+    {"core.models"},  # the model catalog (conf/model/*.yaml + genai-prices)
+    {"core.records", "core.config", "core"},  # trial records; the typed schemas
+    {"requests.fanout", "requests.inflight", "requests.providers.diagnosis", "requests.providers.answers",
+     "requests.providers.supervisor"},
+    {"requests.cache", "requests.budget", "requests.providers.endpoint", "requests.providers.retry",
+     "requests.providers.embedded"},  # the response cache, money, endpoints, retries, the embedded server
+    {"requests.providers.client", "requests.providers"},  # the openai clients
+    {"requests.requester", "requests"},  # one request: template -> cache -> provider -> cost
+    {"session", "evaluate"},  # the owner of resources; one config over data
+    {"tasks"},  # task registry, metrics, the sandbox for model-written code
+    {"tuning"},  # the search
+    {"mlflow"},  # tracking, plots, store, registry/promotion, serving
+    {"compat", "runner", "cli"},  # the seed API facade, the experiment runner
+    {"tune", "test", "promote", "serving", "__init__"},  # entry points (serving: old artifacts' loader)
 ]
 
 
@@ -28,10 +35,12 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> int:
-    part = module.split(".")[1] if "." in module else "__init__"
-    for i, layer in enumerate(LAYERS):
-        if part in layer:
-            return i
+    parts = module.split(".")[1:] or ["__init__"]
+    for n in range(len(parts), 0, -1):
+        name = ".".join(parts[:n])
+        for i, layer in enumerate(LAYERS):
+            if name in layer:
+                return i
     raise AssertionError(f"{module} is in no layer of {__file__}: add it where it belongs in the flow")
 
 

@@ -1,8 +1,8 @@
 """The worst-case bound that budget reservations rest on."""
 import pytest
 
-from engine.budget import BudgetGuard, worst_case_cost, worst_case_tokens
-from engine.models import ModelSpec
+from engine.requests.budget import BudgetGuard, worst_case_cost, worst_case_tokens
+from engine.core.models import ModelSpec
 
 
 def test_worst_case_counts_best_of_and_tool_definitions():

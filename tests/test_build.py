@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.providers import diagnosis
+from engine.requests.providers import diagnosis
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = Path(sys.prefix) / "llama-build.json"

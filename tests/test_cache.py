@@ -9,8 +9,8 @@ import textwrap
 import lmdb
 import pytest
 
-from engine.cache import CacheRoot, ResponseCache
-from engine.errors import CacheError
+from engine.requests.cache import CacheRoot, ResponseCache
+from engine.core.errors import CacheError
 
 
 def _writer(path, worker, count):
@@ -82,7 +82,7 @@ def test_committed_entry_survives_kill_9(tmp_path):
     path = tmp_path / "c"
     code = textwrap.dedent(f"""
         import sys, time
-        from engine.cache import ResponseCache
+        from engine.requests.cache import ResponseCache
         c = ResponseCache({str(path)!r})
         c.put(b"paid", {{"answer": 42}})
         print("committed", flush=True)
@@ -115,7 +115,7 @@ def test_a_cut_short_cache_file_is_refused_at_open_naming_it_not_a_sigbus(tmp_pa
     """A data.mdb shorter than LMDB's own record of it kills a reader with SIGBUS: found before any read."""
     data = _filled(tmp_path / "c")
     os.truncate(data, data.stat().st_size // 3)
-    script = f"from engine.cache import ResponseCache; c = ResponseCache({str(tmp_path / 'c')!r}); c.get(b'k00001')"
+    script = f"from engine.requests.cache import ResponseCache; c = ResponseCache({str(tmp_path / 'c')!r}); c.get(b'k00001')"
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert child.returncode == 1, f"rc {child.returncode}: {child.stderr[-500:]}"  # an exception, not a signal
     assert f"the response cache {data} is damaged" in child.stderr and "cut short" in child.stderr

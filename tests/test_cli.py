@@ -158,9 +158,9 @@ def test_a_saved_config_cannot_send_the_key_to_another_host(tmp_path):
 
 
 def test_credentials_in_any_spelling_are_redacted_and_a_key_is_no_variable_name():
-    from engine.errors import ConfigError
-    from engine.models import ModelSpec
-    from engine.public import public_view
+    from engine.core.errors import ConfigError
+    from engine.core.models import ModelSpec
+    from engine.core.redaction import public_view
 
     view = public_view({"API_KEY": "a", "apiKey": "b", "prompt": f"use {KEY}", "base_url": "https://u:pw@h/v1",
                         "config_list": [{"model": "m", "api_key": "c"}]})

@@ -4,8 +4,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from conftest import composed
-from engine.config import to_run_config
-from engine.errors import ConfigError
+from engine.core.config import to_run_config
+from engine.core.errors import ConfigError
 from engine.runner import search_space
 from engine.tasks import load_task
 from engine.tuning.space import to_domain

@@ -4,7 +4,7 @@ import time
 import pytest
 
 from engine import AuthenticationError, ChatCompletion, Completion, ConfigError, ProviderError, TemplateKeyError
-from engine.errors import UnknownModelError
+from engine.core.errors import UnknownModelError
 
 FAST_RETRY = {"max_retry_period": 10}
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import EmbeddedServerError
-from engine.models import ModelCatalog
-from engine.providers import ProviderClient
-from engine.providers.embedded import EmbeddedServer, _alive
-from engine.requests import Requester, prepare
-from engine.cache import CacheRoot
+from engine.core.errors import EmbeddedServerError
+from engine.core.models import ModelCatalog
+from engine.requests.providers import ProviderClient
+from engine.requests.providers.embedded import EmbeddedServer, _alive
+from engine.requests.requester import Requester, prepare
+from engine.requests.cache import CacheRoot
 from engine.session import Session
 
 FAKE = str(Path(__file__).with_name("fake_openai.py"))
@@ -129,7 +129,7 @@ def test_a_slow_server_is_joined_and_never_stopped_by_a_process_that_joins_and_l
 
 ORPHAN = textwrap.dedent("""
     import os, signal, sys
-    from engine.providers.embedded import EmbeddedServer
+    from engine.requests.providers.embedded import EmbeddedServer
     server = EmbeddedServer("orphan", 2048, idle_timeout=2,
                             command=lambda port: [sys.executable, sys.argv[1], "--port", str(port)])
     server.base_url()

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import PRICE, eval_func
 from engine import Completion, ProviderError
-from engine.budget import BudgetGuard
-from engine.evaluation import Evaluator, aggregate
+from engine.requests.budget import BudgetGuard
+from engine.evaluate.evaluator import Evaluator, aggregate
 
 DATA = [{"question": f"What is {i} + {i}?", "answer": 2 * i} for i in range(1, 13)]
 

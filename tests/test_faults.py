@@ -15,7 +15,7 @@ from flaml.tune import randint
 
 from conftest import DATA, PROMPTS, PRICE, eval_func, wait_until
 from engine import BudgetError, Completion, ConfigError, ProviderError, SearchFailedError
-from engine.errors import BudgetOverrunError
+from engine.core.errors import BudgetOverrunError
 from engine.tuning import Tuner, TuneSpec
 from fake_openai import FakeOpenAI, landscape_responder
 

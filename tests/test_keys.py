@@ -1,5 +1,5 @@
 from engine import get_key, Completion
-from engine.keys import request_digest
+from engine.core.digests import request_digest
 
 
 def test_get_key_ignores_dict_order_at_any_depth():

@@ -32,8 +32,8 @@ def test_an_installed_wheel_has_conf_and_experiments_and_runs_from_any_folder(tm
     job = subprocess.run([sys.executable, "-m", "engine.tune", "--cfg", "job", "task=capitals"], cwd=elsewhere,
                          env=env, capture_output=True, text=True, timeout=300)
     assert job.returncode == 0 and "name: capitals" in job.stdout, job.stderr[-2000:]
-    where = subprocess.run([sys.executable, "-c", "import engine.models as m, engine.tasks as t; "
-                            "from engine.config import TaskConfig; print(m.conf_dir()); "
+    where = subprocess.run([sys.executable, "-c", "import engine.core.models as m, engine.tasks as t; "
+                            "from engine.core.config import TaskConfig; print(m.conf_dir()); "
                             "print(len(t.load_task(TaskConfig(name='capitals')).points))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert where.stdout.split() == [str(site / "engine" / "conf"), "60"], where.stderr[-2000:]

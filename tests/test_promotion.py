@@ -11,13 +11,13 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-import engine.promotion as promotion
+import engine.mlflow.registry as promotion
 from conftest import composed
-from engine.config import to_run_config
-from engine.errors import ConfigError
-from engine.promotion import load_config, promote
-from engine.serving import ConfigModel, ServingLimits, pip_requirements
-from engine.tracking import Tracker
+from engine.core.config import to_run_config
+from engine.core.errors import ConfigError
+from engine.mlflow.registry import load_config, promote
+from engine.mlflow.serving import ConfigModel, ServingLimits, pip_requirements
+from engine.mlflow.tracking import Tracker
 
 QUESTION = {"model": "smollm2", "prompt": "Answer with a number. {question}", "max_tokens": 8}
 OPERANDS = {"model": "smollm2", "prompt": "What is {a} {op} {b}?", "max_tokens": 8}
@@ -58,7 +58,7 @@ def test_the_registered_model_holds_no_code_its_loader_is_the_installed_engine(s
     local = Path(store["client"].download_artifacts(version.run_id, "model", str(store["dir"])))
     assert not [p for p in local.rglob("*") if p.suffix in (".py", ".pkl", ".pyc")]  # data, not code
     flavor = Model.load(str(local)).flavors["python_function"]
-    assert flavor["loader_module"] == "engine.serving"
+    assert flavor["loader_module"] == "engine.mlflow.serving"
     assert flavor["config"] == ServingLimits().as_model_config()  # the bounds on one request, saved
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
     loaded = mlflow.pyfunc.load_model("models:/arith@production")
@@ -93,7 +93,7 @@ def test_a_promotion_with_a_worse_test_metric_is_refused_unless_forced_showing_b
 
 def finished_with_interval(store, config, successes, points=20, cost_1k=0.01):
     """A finished tune whose test metric carries its standard error and interval, as engine.tune logs it."""
-    from engine.stats import estimate
+    from engine.core.stats import estimate
 
     interval = estimate([1] * successes + [0] * (points - successes))
     tracker = Tracker(store["uri"], "arithmetic", (store["dir"] / "artifacts").as_uri())

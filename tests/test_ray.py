@@ -8,7 +8,7 @@ from flaml.tune import lograndint, randint
 from conftest import PRICE, eval_func
 from engine.tuning import Tuner, TuneSpec
 from engine.tuning.spec import RaySettings
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 from fake_openai import landscape_responder
 
 ray = pytest.importorskip("ray")

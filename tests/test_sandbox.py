@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.sandbox import MODE_ENV, Limits, SandboxUnavailable, run_python
+from engine.tasks.sandbox import MODE_ENV, Limits, SandboxUnavailable, run_python
 from escapes import BATTERY, CANARY, Host
 from fake_openai import FakeOpenAI
 
@@ -59,7 +59,7 @@ def test_what_the_limits_refuse_is_said_and_what_they_allow_runs(host):
 
 
 def test_without_bubblewrap_code_is_refused_unless_the_user_opts_in(monkeypatch):
-    import engine.sandbox as sandbox
+    import engine.tasks.sandbox as sandbox
 
     sandbox._checked_bubblewrap.cache_clear()
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)

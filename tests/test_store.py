@@ -6,9 +6,9 @@ import subprocess
 import sys
 import time
 
-from engine.store import _usable, ensure_store
+from engine.mlflow.store import _usable, ensure_store
 
-MAKE = "import sys; from engine.store import ensure_store; ensure_store(sys.argv[1]); print('made', flush=True)"
+MAKE = "import sys; from engine.mlflow.store import ensure_store; ensure_store(sys.argv[1]); print('made', flush=True)"
 
 
 def test_a_store_is_absent_or_whole_whenever_its_creation_is_interrupted(tmp_path):
@@ -41,7 +41,7 @@ def test_a_store_an_older_version_left_half_created_is_moved_aside_and_made_agai
 
 TRACK = """
 import sys, mlflow.store.tracking.sqlalchemy_store
-from engine.tracking import Tracker
+from engine.mlflow.tracking import Tracker
 print("ready", flush=True)
 sys.stdin.readline()  # the go: every process starts the store at the same moment
 t = Tracker(sys.argv[1], "capitals")

@@ -3,8 +3,8 @@ import textwrap
 
 import pytest
 
-from engine.config import TaskConfig
-from engine.errors import ConfigError
+from engine.core.config import TaskConfig
+from engine.core.errors import ConfigError
 from engine.tasks import TASKS, discover, load_task
 from engine.tasks.metrics import METRICS
 

@@ -13,12 +13,12 @@ from mlflow.tracking import MlflowClient
 
 from conftest import composed, free_port
 from engine import Completion, load_config
-from engine.config import to_run_config
-from engine.promotion import promote
+from engine.core.config import to_run_config
+from engine.mlflow.registry import promote
 from engine.runner import run_experiment
 from engine.tasks import TASKS, Task, success_eval_func
 from engine.tasks.metrics import numeric_match
-from engine.tracking import Tracker
+from engine.mlflow.tracking import Tracker
 from fake_openai import FakeOpenAI
 
 SECRET = "sk-test-TRACKING-SECRET-0123456789"
@@ -250,7 +250,7 @@ def test_a_tune_left_running_by_a_dead_process_ends_killed_when_the_next_starts_
     import socket
     from mlflow.tracking import MlflowClient
 
-    from engine.tracking import Tracker, process_tag
+    from engine.mlflow.tracking import Tracker, process_tag
 
     dead = subprocess.Popen(["true"])
     dead.wait()

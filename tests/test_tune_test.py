@@ -8,7 +8,7 @@ from flaml.tune import randint
 
 from engine import BudgetError, Completion, ConfigError, TemplateKeyError
 from conftest import DATA, PROMPTS, PRICE, eval_func
-from engine.completion import _last_eval_func
+from engine.compat.completion import _last_eval_func
 from engine.tuning import Tuner, TuneSpec
 
 

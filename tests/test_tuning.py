@@ -37,7 +37,7 @@ def test_callable_prompts_are_told_apart_for_pruning():
 
 
 def test_a_lone_surrogate_in_the_data_is_refused_before_anything_is_sent(fake_models):
-    from engine.errors import ConfigError
+    from engine.core.errors import ConfigError
 
     broken = DATA[:3] + [{"question": "What is 1 + \ud83d?", "answer": 2}]
     with pytest.raises(ConfigError, match=r"data point 3, field 'question' holds text that is not valid Unicode "

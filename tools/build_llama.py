@@ -39,8 +39,8 @@ WHEELS = Path(sys.prefix) / "llama-wheels"
 
 
 def _load_diagnosis():
-    """engine/providers/diagnosis.py, by path: the engine is not installed yet, the feature list is shared."""
-    spec = importlib.util.spec_from_file_location("llama_diagnosis", ROOT / "engine" / "providers" / "diagnosis.py")
+    """engine/requests/providers/diagnosis.py, by path: the engine is not installed yet; the feature list is shared."""
+    spec = importlib.util.spec_from_file_location("llama_diagnosis", ROOT / "engine" / "requests" / "providers" / "diagnosis.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -10,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import GENERIC_TASK_KEYS
-from ..errors import ConfigError
-from ..models import conf_dir
+from ..core.config import GENERIC_TASK_KEYS
+from ..core.errors import ConfigError
+from ..core.models import conf_dir
 from . import generic  # noqa: F401  (registers "generic")
 from .base import TASKS, Task
 from .metrics import METRICS, success_eval_func

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import ConfigError
-from ..registry import Registry
+from ..core.errors import ConfigError
+from .registry import Registry
 
 
 @dataclass

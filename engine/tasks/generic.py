@@ -5,8 +5,8 @@ import csv
 import json
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..models import conf_dir
+from ..core.errors import ConfigError
+from ..core.models import conf_dir
 from .base import TASKS, Task
 from .metrics import METRICS, success_eval_func
 

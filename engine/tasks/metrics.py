@@ -5,7 +5,7 @@ import re
 from fractions import Fraction
 from typing import Callable
 
-from ..registry import Registry
+from .registry import Registry
 
 # metric(response_text, answer, **options) -> bool
 METRICS: Registry[Callable[..., bool]] = Registry("metric")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..budget import worst_case_cost, worst_case_tokens
-from ..errors import BudgetError, ConfigError
-from ..models import ModelCatalog
-from ..requests import prepare
-from ..sandbox import SandboxUnavailable
+from ..requests.budget import worst_case_cost, worst_case_tokens
+from ..core.errors import BudgetError, ConfigError
+from ..core.models import ModelCatalog
+from ..requests.requester import prepare
+from ..tasks.sandbox import SandboxUnavailable
 from .pruning import n_ladder
 from .space import SearchSpace
 from .spec import TuneSpec

@@ -27,14 +27,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..budget import BudgetGuard
-from ..cache import CacheRoot
-from ..errors import ConfigError, EngineError
-from ..evaluation import Evaluator
-from ..models import ModelCatalog
-from ..providers import ProviderClient, RetryPolicy
-from ..records import TrialRecord
-from ..requests import Requester
+from ..requests.budget import BudgetGuard
+from ..requests.cache import CacheRoot
+from ..core.errors import ConfigError, EngineError
+from ..evaluate.evaluator import Evaluator
+from ..core.models import ModelCatalog
+from ..requests.providers import ProviderClient, RetryPolicy
+from ..core.records import TrialRecord
+from ..requests.requester import Requester
 from .spec import RaySettings, TuneSpec
 from .stages import StageRunner
 

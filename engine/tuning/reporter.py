@@ -9,7 +9,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from ..records import TrialRecord
+from ..core.records import TrialRecord
 
 logger = logging.getLogger("engine.tuning")
 

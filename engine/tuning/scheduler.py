@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from ..budget import BudgetGuard
-from ..records import TrialRecord
+from ..requests.budget import BudgetGuard
+from ..core.records import TrialRecord
 
 MAX_EMPTY_SUGGESTIONS = 100  # FLAML's own limit on consecutive suggestions that came back empty
 

@@ -21,10 +21,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..config import SELECTION_RULES as RULES
-from ..errors import ConfigError
-from ..records import TrialRecord
-from ..stats import paired_se
+from ..core.config import SELECTION_RULES as RULES
+from ..core.errors import ConfigError
+from ..core.records import TrialRecord
+from ..core.stats import paired_se
 
 TIE = 1e-12  # metrics are means over the same points: equal configs give equal sums, up to rounding
 

@@ -21,12 +21,12 @@ with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing;
 _sample = importlib.import_module(tune.randint.__module__)
 Categorical, Domain, Float, Integer = _sample.Categorical, _sample.Domain, _sample.Float, _sample.Integer
 
-from ..config import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_N, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
-from ..errors import ConfigError
+from ..core.config import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_N, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from ..core.errors import ConfigError
 
 def default_space() -> dict:
     """What is searched unless the caller says otherwise (the caller's `**config` updates it); the ranges
-    are the schema's (engine.config), written there once."""
+    are the schema's (engine.core.config), written there once."""
     return {
         "model": DEFAULT_MODEL,
         "temperature_or_top_p": tune.choice([{"temperature": to_domain(DEFAULT_TEMPERATURE, "temperature")},

@@ -5,8 +5,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from ..errors import BudgetError, ConfigError
-from ..templates import check_text
+from ..core.errors import BudgetError, ConfigError
+from ..core.templates import check_text
 from .selection import check_rule
 
 

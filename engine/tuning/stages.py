@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
-from ..evaluation import EvalRun, Evaluator, aggregate, extract_text, score
-from ..models import ModelCatalog
-from ..records import TrialRecord
-from ..requests import Outcome
-from ..stats import estimate
+from ..core.errors import ConfigError
+from ..evaluate.evaluator import EvalRun, Evaluator, aggregate, extract_text, score
+from ..core.models import ModelCatalog
+from ..core.records import TrialRecord
+from ..requests.requester import Outcome
+from ..core.stats import estimate
 from .pruning import cannot_beat, estimate_inference_cost, n_ladder, subset_sizes
 from .spec import TuneSpec
 

@@ -22,11 +22,11 @@ with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing;
     from flaml.tune.tune import ExperimentAnalysis
     from flaml.tune.trial_runner import SequentialTrialRunner
 
-from ..budget import BudgetGuard
-from ..errors import AuthenticationError, BudgetError, BudgetOverrunError, ProviderError, SearchFailedError
-from ..evaluation import Evaluator
-from ..records import TrialRecord
-from ..requests import Requester
+from ..requests.budget import BudgetGuard
+from ..core.errors import AuthenticationError, BudgetError, BudgetOverrunError, ProviderError, SearchFailedError
+from ..evaluate.evaluator import Evaluator
+from ..core.records import TrialRecord
+from ..requests.requester import Requester
 from .preflight import dry_run_eval_func, estimate, trial_worst_case
 from .pruning import CostPruner
 from .reporter import TrialReporter

@@ -11,16 +11,16 @@ import logging
 from typing import Callable, Dict, List, Optional, Union
 
 from . import seed_create
-from .cache import CacheRoot
-from .errors import ConfigError
-from .evaluation import extract_text
-from .keys import get_key
-from .promotion import load_config
+from ..requests.cache import CacheRoot
+from ..core.errors import ConfigError
+from ..evaluate.evaluator import extract_text
+from ..core.digests import get_key
+from ..mlflow.registry import load_config
 from .responses import Response
-from .session import DEFAULT_CACHE_PATH, DEFAULT_SEED, current_session
-from .templates import render
-from .testing import evaluate_config
-from .tuning import Tuner, TuneSpec
+from ..session import DEFAULT_CACHE_PATH, DEFAULT_SEED, current_session
+from ..core.templates import render
+from ..evaluate.testing import evaluate_config
+from ..tuning import Tuner, TuneSpec
 from .usage_log import UsageLog
 
 logger = logging.getLogger("engine")

@@ -15,25 +15,11 @@ import os
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse
 
-from .errors import ConfigError
+from ..core.config import check_uri
+from ..core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
-
-
-def check_uri(uri: str, key: str = "tracking.uri") -> str:
-    """The URI itself, or a one-line error when MLflow could not use it."""
-    scheme = urlparse(uri).scheme.split("+", 1)[0].lower()
-    if len(scheme) == 1:  # a Windows drive letter: a path
-        scheme = ""
-    if scheme not in SCHEMES:
-        raise ConfigError(f"{key}: {uri!r} has an unknown scheme {scheme!r}; use sqlite:///mlflow.db, "
-                          "http(s)://host:port (an MLflow server), postgresql://..., or a folder path")
-    return uri
-
-
 def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None

@@ -1,4 +1,4 @@
-"""`python -m engine.providers.supervisor ... -- SERVER COMMAND`: the parent of the embedded llama.cpp server.
+"""`python -m engine.requests.providers.supervisor ... -- SERVER COMMAND`: the parent of the embedded llama.cpp server.
 
 The embedded server is shared by every process of a machine and outlives the one that started it, so no
 user process can wait for it. This small parent does, and so it can say what the users cannot see:

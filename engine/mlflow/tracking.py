@@ -24,9 +24,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .public import public_view
-from .secret_shapes import redact_text
-from .records import TrialRecord
+from ..core.redaction import public_view
+from ..core.secret_shapes import redact_text
+from ..core.records import TrialRecord
 from .store import ensure_store
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
@@ -49,7 +49,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def git_commit(cwd: str | None = None) -> str | None:
     """The commit of the engine's own repository (whatever folder the process runs in), or, for an engine
     installed from a VCS URL, the commit pip recorded; None when neither is known."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # engine/
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], capture_output=True, text=True,
                              timeout=5, cwd=cwd or package)

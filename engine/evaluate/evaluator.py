@@ -15,9 +15,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from .budget import BudgetGuard, worst_case_cost, worst_case_tokens
-from .errors import BudgetExhausted, BudgetOverrunError, ConfigError
-from .requests import Outcome, PreparedRequest, Requester, prepare
+from ..requests.budget import BudgetGuard, worst_case_cost, worst_case_tokens
+from ..core.errors import BudgetExhausted, BudgetOverrunError, ConfigError
+from ..requests.requester import Outcome, PreparedRequest, Requester, prepare
 
 AGGREGATORS: dict[str, Callable] = {"avg": statistics.fmean, "mean": statistics.fmean, "average": statistics.fmean,
                                     "median": statistics.median, "min": min, "max": max, "sum": sum}

@@ -15,11 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-from .config import TrackingConfig
-from .errors import ConfigError
-from .store import check_uri
-from .secret_shapes import refuse_endpoints
-from .templates import config_fields
+from ..core.config import TrackingConfig, check_uri
+from ..core.errors import ConfigError
+from ..core.secret_shapes import refuse_endpoints
+from ..core.templates import config_fields
 
 ALIAS_TTL_S = 10.0  # how long a resolved alias is trusted: a moved alias is seen within this time
 
@@ -208,7 +207,7 @@ def _save_model(model_dir: Path, config_path: Path, fields: list[str]) -> None:
                                outputs=Schema([ColSpec("string", "completion")]))
     with warnings.catch_warnings():  # type-hint and schema notices about MLflow's own wrapper
         warnings.simplefilter("ignore")
-        mlflow.pyfunc.save_model(str(model_dir), loader_module="engine.serving", data_path=str(config_path),
+        mlflow.pyfunc.save_model(str(model_dir), loader_module="engine.mlflow.serving", data_path=str(config_path),
                                  pip_requirements=pip_requirements(), signature=signature,
                                  model_config=ServingLimits().as_model_config())
 

@@ -5,8 +5,8 @@ import functools
 import os
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError, MissingCredentialsError
-from ..models import ModelSpec
+from ...core.errors import ConfigError, MissingCredentialsError
+from ...core.models import ModelSpec
 
 # Keys a config_list entry (or a config) may carry to reach an endpoint; none of them enters a cache key
 # except through `Endpoint.identity()`, and credentials never do.

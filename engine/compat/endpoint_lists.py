@@ -3,7 +3,7 @@
 Code written for 0.1.x builds its `config_list` with these; here they return the same lists, so that code runs
 with a changed import. Unlike 0.1.x they never write a key anywhere (0.1.x wrote keys to a temporary file and
 into `os.environ`): keys are read from the files or environment the caller points to and stay in the list, in
-memory; the engine redacts them from everything it writes (`engine.public`).
+memory; the engine redacts them from everything it writes (`engine.core.redaction`).
 """
 from __future__ import annotations
 

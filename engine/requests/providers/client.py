@@ -1,7 +1,7 @@
 """Send one prepared request to its endpoint through the async `openai` client, with retries.
 
 There is one path: the sync API runs it on the session's loop thread. The `n` fan-out for providers that
-ignore `n` lives in `engine.requests`, so each choice is cached on its own.
+ignore `n` lives in `engine.requests.requester`, so each choice is cached on its own.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Callable
 import openai
 from tenacity import AsyncRetrying
 
-from ..aio import LoopThread
-from ..config import RequestsConfig
-from ..errors import BudgetExhausted, ProviderError
+from ...core.loop import LoopThread
+from ...core.config import RequestsConfig
+from ...core.errors import BudgetExhausted, ProviderError
 from .answers import parse_answer
 from .embedded import EmbeddedServer
 from .endpoint import Endpoint

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import openai
 from tenacity import retry_if_exception, stop_before_delay, wait_exponential_jitter
 
-from ..config import RequestsConfig
-from ..errors import AuthenticationError, ProviderError
+from ...core.config import RequestsConfig
+from ...core.errors import AuthenticationError, ProviderError
 
 _KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{4,}|[A-Fa-f0-9]{32,})")
 

@@ -11,14 +11,26 @@ import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
+from urllib.parse import urlparse
 
 from omegaconf import MISSING
 
 from .errors import ConfigError
-from .store import check_uri
 from .models import ModelSpec
 
 SELECTION_RULES = ("best", "1se")  # engine/tuning/selection.py says what each does
+SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")  # tracking.uri
+
+
+def check_uri(uri: str, key: str = "tracking.uri") -> str:
+    """The URI itself, or a one-line error when MLflow could not use it."""
+    scheme = urlparse(uri).scheme.split("+", 1)[0].lower()
+    if len(scheme) == 1:  # a Windows drive letter: a path
+        scheme = ""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"{key}: {uri!r} has an unknown scheme {scheme!r}; use sqlite:///mlflow.db, "
+                          "http(s)://host:port (an MLflow server), postgresql://..., or a folder path")
+    return uri
 
 
 def _mutable_schema(spec_cls, name: str):
@@ -141,7 +153,7 @@ class RunConfig:
     requests: RequestsConfig = field(default_factory=RequestsConfig)
     config: Optional[str] = None  # engine.test: a saved best config (JSON) to evaluate
     progress: bool = True
-    # how model-written code runs (task=humaneval): os, in bubblewrap (engine/sandbox.py); unsafe, with your
+    # how model-written code runs (task=humaneval): os, in bubblewrap (engine/tasks/sandbox.py); unsafe, with your
     # rights (warned). None: $ENGINE_SANDBOX, else os
     sandbox: Optional[str] = None
 

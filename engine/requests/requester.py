@@ -13,11 +13,11 @@ from typing import Any
 from . import fanout
 from .budget import BudgetGuard, worst_case_cost
 from .cache import CacheRoot
-from .errors import ConfigError, EngineError, MissingCredentialsError, ProviderError
-from .keys import request_digest
-from .models import ModelCatalog
+from ..core.errors import ConfigError, EngineError, MissingCredentialsError, ProviderError
+from ..core.digests import request_digest
+from ..core.models import ModelCatalog
 from .providers import ENDPOINT_KEYS, Endpoint, ProviderClient, resolve_endpoint
-from .templates import render, render_messages
+from ..core.templates import render, render_messages
 
 # Config keys that steer the engine and are never sent nor part of a cache key.
 CONTROL_KEYS = frozenset({"seed", "config_list", "request_timeout", "max_retry_period", "retry_wait_time",

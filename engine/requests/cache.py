@@ -20,7 +20,7 @@ from pathlib import Path
 import lmdb
 import orjson
 
-from .errors import CacheError
+from ..core.errors import CacheError
 from .inflight import InFlight
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from ..errors import EmbeddedServerError
+from ...core.errors import EmbeddedServerError
 from .diagnosis import crash_advice
 
 READY_TIMEOUT_S = 180.0

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping
 
-from .errors import ProviderError
-from .requests import Outcome, prepare
+from ..core.errors import ProviderError
+from ..requests.requester import Outcome, prepare
 from .responses import Response
-from .session import Session
+from ..session import Session
 
 logger = logging.getLogger("engine")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .public import public_view
+from .redaction import public_view
 from .stats import Estimate
 
 

@@ -27,7 +27,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 
-from .errors import EngineError
+from ..core.errors import EngineError
 
 MODE_ENV = "ENGINE_SANDBOX"  # "os" (the default) or "unsafe"
 MODES = ("os", "unsafe")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
-from .budget import BudgetGuard, worst_case_cost
-from .errors import BudgetError, ConfigError
-from .evaluation import Evaluator, aggregate, evaluate_points, extract_text
-from .requests import Requester, prepare
-from .templates import check_text
+from ..requests.budget import BudgetGuard, worst_case_cost
+from ..core.errors import BudgetError, ConfigError
+from .evaluator import Evaluator, aggregate, evaluate_points, extract_text
+from ..requests.requester import Requester, prepare
+from ..core.templates import check_text
 
 
 def worst_case(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, force_chat: bool = False

@@ -12,8 +12,8 @@ import json
 import threading
 from dataclasses import dataclass
 
-from .errors import BudgetError
-from .models import ModelSpec
+from ..core.errors import BudgetError
+from ..core.models import ModelSpec
 
 PROMPT_SIDE_FIELDS = ("tools", "functions", "response_format", "tool_choice", "logit_bias", "suffix")
 

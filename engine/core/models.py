@@ -27,7 +27,7 @@ def conf_dir() -> Path:
     env = os.environ.get("ENGINE_CONF_DIR")
     if env:
         return Path(env)
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # engine/
     return package / "conf" if (package / "conf" / "config.yaml").is_file() else package.parent / "conf"
 
 

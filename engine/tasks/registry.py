@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 T = TypeVar("T")
 

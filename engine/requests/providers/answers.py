@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from ..errors import ProviderError
+from ...core.errors import ProviderError
 
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import lmdb
 import orjson
 
-from .errors import CacheError
+from ..core.errors import CacheError
 
 HOST = socket.gethostname()
 LEASE_S = 600.0  # the longest a request can take with its retries, and then some

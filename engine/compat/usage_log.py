@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .keys import get_key
-from .public import public_view
+from ..core.digests import get_key
+from ..core.redaction import public_view
 
 
 class UsageLog:

@@ -1,0 +1,1 @@
+"""One config over data: the evaluator and `test`."""

@@ -1,0 +1,1 @@
+"""MLflow: tracking, plots, the local store, the model registry and promotion, serving."""

@@ -1,0 +1,1 @@
+"""One request, end to end: prepare, cache, in-flight claims, budget, providers."""
