@@ -6,7 +6,7 @@
 3. Four processes tuning on one cache at once: how many answers were paid twice.
 4. Reconciliation: the engine's dollars against the server's token count x price.
 5. Bad answers: every answer an HTTP 200 the engine cannot use, which the server bills in full anyway.
-6. The sandbox of model-written code: the escape battery of tests/escapes.py, and how many got out.
+6. The sandbox of model-written code: the escape battery of tests/support/escapes.py, and how many got out.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from .common import FakeOpenAI
 from .fault_tune import BUDGET, PRICE, tune
-from escapes import run_battery  # noqa: E402 - on the path through .common
-from fake_openai import count_tokens, landscape_responder  # noqa: E402
+from tests.support.escapes import run_battery
+from tests.support.fake_openai import count_tokens, landscape_responder
 from engine.core.errors import EngineError
 from engine.tasks.sandbox import run_python
 

@@ -1,6 +1,6 @@
 """`make bench-peer`: this engine's tune against the seed library's own (pyautogen 0.1.14), measured in one run.
 
-A loopback OpenAI-compatible server (tests/fake_openai.py in its own process) answers every request after a
+A loopback OpenAI-compatible server (tests/support/fake_openai.py in its own process) answers every request after a
 fixed 0.5 s, as a hosted API would, with deterministic answers, and counts what it served and billed; it
 ignores `n`, as llama.cpp does. Both tuners get the same task, search space, budgets and cache seed, each a
 fresh server and a fresh cache. The seed library runs in a venv of its own (`.venv-peer`, made on first use:
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -50,8 +51,9 @@ def run_peer() -> dict:
     python = peer_python()
     with fake_server_process(latency=LATENCY, landscape=True, ignore_n=True) as base_url, \
             tempfile.TemporaryDirectory() as cache:
-        out = subprocess.run([str(python), str(ROOT / "benchmarks" / "peer_tune.py"), base_url, cache, str(BUDGET),
-                              str(INFERENCE_BUDGET)], capture_output=True, text=True, check=False,
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # `benchmarks.peer_task` from the peer's venv too
+        out = subprocess.run([str(python), "-m", "benchmarks.peer_tune", base_url, cache, str(BUDGET),
+                              str(INFERENCE_BUDGET)], capture_output=True, text=True, check=False, env=env,
                              cwd=cache)  # 0.1.14 moves its cache to ./.cache/41 after the first create
         if out.returncode != 0:
             raise SystemExit(f"the seed library's tune failed:\n{out.stderr[-3000:]}")

@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fake_openai import FakeOpenAI  # noqa: E402  (the tests' loopback OpenAI-compatible server)
+from tests.support.fake_openai import FakeOpenAI  # the tests' loopback OpenAI-compatible server
+
+ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["FakeOpenAI", "fake_server_process", "interleaved_us", "per_call_us", "register_fake_model"]
 
@@ -17,10 +18,9 @@ __all__ = ["FakeOpenAI", "fake_server_process", "interleaved_us", "per_call_us",
 @contextlib.contextmanager
 def fake_server_process(latency: float = 0.0, landscape: bool = False, ignore_n: bool = False):
     """The loopback server in a process of its own; yields its base_url (GET {base_url}/stats: what it billed)."""
-    script = Path(__file__).resolve().parent.parent / "tests" / "fake_openai.py"
-    cmd = [sys.executable, str(script), "--latency", str(latency)] + (["--landscape"] if landscape else []) \
-        + (["--ignore-n"] if ignore_n else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "tests.support.fake_openai", "--latency", str(latency)] \
+        + (["--landscape"] if landscape else []) + (["--ignore-n"] if ignore_n else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)  # `tests` is importable from ROOT
     try:
         yield proc.stdout.readline().strip()
     finally:

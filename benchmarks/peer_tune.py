@@ -1,18 +1,17 @@
 """Run by the seed library's own venv (pyautogen 0.1.14, openai<1): its Completion.tune on the bench task.
 
-Usage: peer_tune.py BASE_URL CACHE_DIR BUDGET INFERENCE_BUDGET; prints one JSON line.
+Usage: python -m benchmarks.peer_tune BASE_URL CACHE_DIR BUDGET INFERENCE_BUDGET (with the repo root on
+PYTHONPATH); prints one JSON line.
 """
 import json
 import logging
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_task import DATA, MODEL, PROMPTS, eval_func  # noqa: E402
+from autogen import oai
+from flaml import tune
 
-from autogen import oai  # noqa: E402
-from flaml import tune  # noqa: E402
+from benchmarks.peer_task import DATA, MODEL, PROMPTS, eval_func
 
 base_url, cache_dir, budget, inference_budget = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 oai.Completion.set_cache(41, cache_dir)

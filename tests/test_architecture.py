@@ -10,7 +10,7 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
 LAYERS = [
-    {"core.errors", "core.loop", "core.stats", "core.prices"},  # leaves
+    {"core.errors", "core.loop", "core.stats", "core.prices", "core.numbers"},  # leaves
     {"core.secret_shapes", "core.templates"},
     {"core.digests", "core.redaction"},  # request digests (cache keys); what is written never holds a key
     {"core.models"},  # the model catalog (conf/model/*.yaml + genai-prices)

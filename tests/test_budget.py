@@ -1,6 +1,7 @@
 """The worst-case bound that budget reservations rest on."""
 import pytest
 
+from engine.core.errors import BudgetError
 from engine.requests.budget import BudgetGuard, worst_case_cost, worst_case_tokens
 from engine.core.models import ModelSpec
 
@@ -30,3 +31,11 @@ def test_an_unanswered_attempt_stays_counted_and_a_retry_needs_room():
     guard.settle(0.4, 0.1, 0.1)
     assert guard.unanswered == pytest.approx(0.8) and guard.unanswered_requests == 2
     assert guard.admit([0.15]) == 0 and guard.admit([0.1]) == 1  # the unanswered worst cases still count
+
+
+def test_a_free_model_gets_a_zero_allowance_per_trial_not_an_error():
+    """A model priced at $0 (a local server): each trial's worst case is $0, and that is an allowance too."""
+    guard = BudgetGuard(0.0)
+    assert guard.admit([0.0, 0.0]) == 2 and guard.admit([0.001]) == 0
+    with pytest.raises(BudgetError):
+        BudgetGuard(-1.0)

@@ -146,8 +146,7 @@ def test_a_cache_folder_deleted_mid_run_is_said_and_its_answers_kept_in_memory(t
 
 FULL_DISK = textwrap.dedent("""
     import resource, signal, sys
-    sys.path.insert(0, sys.argv[3])
-    from conftest import register_fake_models
+    from tests.support.helpers import register_fake_models  # the repo root is on PYTHONPATH
     from engine import Completion, Session
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
     with Session(seed=41, cache_path=sys.argv[2]) as session:
@@ -163,13 +162,12 @@ FULL_DISK = textwrap.dedent("""
 
 
 def test_a_full_disk_keeps_paid_answers_in_memory_and_says_what_was_not_kept(tmp_path):
-    from fake_openai import FakeOpenAI
-    from conftest import PRICE
+    from tests.support.fake_openai import FakeOpenAI
+    from tests.support.helpers import PRICE, child_env
 
-    tests = os.path.dirname(__file__)
     with FakeOpenAI() as fake:
-        child = subprocess.run([sys.executable, "-c", FULL_DISK, fake.base_url, str(tmp_path / "cache"), tests],
-                               capture_output=True, text=True, timeout=240)
+        child = subprocess.run([sys.executable, "-c", FULL_DISK, fake.base_url, str(tmp_path / "cache")],
+                               capture_output=True, text=True, timeout=240, env=child_env())
         assert child.returncode == 0, child.stderr[-2000:]
         texts, unkept, dollars = child.stdout.split()
         answered = [r for r in fake.requests if "usage" in r]

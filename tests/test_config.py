@@ -3,7 +3,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from conftest import composed
+from tests.support.helpers import composed
 from engine.core.config import to_run_config
 from engine.core.errors import ConfigError
 from engine.runner import search_space

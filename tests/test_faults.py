@@ -7,17 +7,15 @@ import math
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import pytest
 from flaml.tune import randint
 
-from conftest import DATA, PROMPTS, PRICE, eval_func, wait_until
+from tests.support.helpers import DATA, PROMPTS, PRICE, child_env, eval_func, wait_until
 from engine import BudgetError, Completion, ConfigError, ProviderError, SearchFailedError
 from engine.core.errors import BudgetOverrunError
 from engine.tuning import Tuner, TuneSpec
-from fake_openai import FakeOpenAI, landscape_responder
+from tests.support.fake_openai import FakeOpenAI, landscape_responder
 
 
 
@@ -34,7 +32,7 @@ def test_timeouts_the_server_still_bills_never_push_its_count_over_the_budget(la
     t = tuner(session, budget, request_timeout=0.3, retry_wait_time=0.05, max_retry_period=20)
     with ends_cleanly():
         t.run()
-    time.sleep(1.2)  # the stalled answers are still being made and billed server-side
+    assert landscape.wait_idle()  # the stalled answers the client gave up on are made and billed server-side
     billed = landscape.billed(PRICE["prompt"], PRICE["completion"])
     assert t.guard.unanswered_requests > 0
     assert billed <= budget, f"the server billed ${billed:.6f} on a ${budget} budget"
@@ -137,8 +135,7 @@ RACER = textwrap.dedent("""
     import logging, sys
     from flaml.tune import randint
     from engine import Completion, Session
-    sys.path.insert(0, sys.argv[3])
-    from conftest import eval_func, register_fake_models
+    from tests.support.helpers import eval_func, register_fake_models  # the repo root is on PYTHONPATH
     data = [{"question": f"What is {a} + {b}?", "answer": a + b} for a in range(6) for b in range(3)]
     with Session(seed=41, cache_path=sys.argv[2]) as session:
         register_fake_models(session.catalog, sys.argv[1])
@@ -152,10 +149,10 @@ RACER = textwrap.dedent("""
 def test_four_processes_on_one_cache_pay_for_each_request_once(tmp_path):
     """n=1, so that two identical request bodies are one request (with n > 1 the engine asks a provider
     that honours n for further samples with the same body, on purpose)."""
-    tests = str(Path(__file__).parent)
     with FakeOpenAI(latency=0.05, responder=landscape_responder) as fake:
-        cmd = [sys.executable, "-c", RACER, fake.base_url, str(tmp_path / "cache"), tests]
-        racers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        cmd = [sys.executable, "-c", RACER, fake.base_url, str(tmp_path / "cache")]
+        racers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+                  for _ in range(4)]
         outputs = [p.communicate(timeout=240) for p in racers]
         for (out, err), p in zip(outputs, racers):
             assert p.returncode == 0 and "finished" in out, err[-2000:]

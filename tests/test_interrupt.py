@@ -6,10 +6,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
-from conftest import wait_until
-from fake_openai import FakeOpenAI, landscape_responder
+from tests.support.helpers import wait_until
+from tests.support.fake_openai import FakeOpenAI, landscape_responder
 
 SCRIPT = textwrap.dedent("""
     import logging, signal, sys
@@ -43,12 +42,11 @@ def test_interrupted_tune_loses_nothing_it_paid_for(tmp_path):
     with FakeOpenAI(latency=0.3, responder=landscape_responder) as fake:
         cmd = [sys.executable, "-c", SCRIPT, fake.base_url, str(tmp_path / "cache")]
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while len(fake.requests) < 10 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Ctrl-C once the server has seen 10 requests (a server-side condition, not a delay)
+        wait_until(lambda: len(fake.requests) >= 10 or child.poll() is not None, seconds=120)
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=60)
-        assert "finished" not in out and "KeyboardInterrupt" in err
+        assert "finished" not in out and "KeyboardInterrupt" in err, err[-2000:]
         paid = {_key(r["body"]) for r in fake.requests if "usage" in r}
         assert len(paid) >= 10
         first_run = len(fake.requests)
@@ -70,7 +68,8 @@ def test_sigterm_takes_ctrl_cs_path_and_the_mlflow_run_ends_killed(tmp_path):
                f"tracking.uri={uri}", "hydra.run.dir=out", "progress=false"]
         env = {**__import__("os").environ, "OPENAI_API_KEY": "sk-test-sigterm"}
         child = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert wait_until(lambda: len(fake.requests) >= 6, seconds=120)
+        # SIGTERM once the server has seen 6 requests (a server-side condition, not a delay)
+        wait_until(lambda: len(fake.requests) >= 6 or child.poll() is not None, seconds=120)
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=90)
         assert child.returncode == 130 and "interrupted: every response paid for is in the cache" in err, err[-2000:]

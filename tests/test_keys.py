@@ -26,3 +26,20 @@ def test_request_digest_is_order_free_and_fixed_size():
     assert request_digest({"a": 1, "b": [1, 2]}) == request_digest({"b": [1, 2], "a": 1})
     assert request_digest({"a": 1}) != request_digest({"a": 2})
     assert len(request_digest({"a": 1})) == 16
+
+
+def test_resolved_endpoints_live_in_the_session_and_never_travel_in_a_pickle(monkeypatch):
+    """The memo of resolved endpoints holds keys: it is the session catalog's, not a module's, and a catalog
+    shipped to a Ray worker leaves it behind."""
+    import pickle
+
+    from engine import Session
+    from engine.requests.requester import prepare
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-PICKLE-0123456789abcdef")
+    with Session() as session:
+        prepare({"model": "gpt-4o-mini", "prompt": "hi"}, None, session.catalog, 41)
+        assert any(e.api_key == "sk-test-PICKLE-0123456789abcdef" for e in session.catalog.endpoints.values())
+        assert b"sk-test-PICKLE" not in pickle.dumps(session.catalog)
+    with Session() as other:
+        assert not other.catalog.endpoints  # nothing shared between sessions

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import engine.mlflow.registry as promotion
-from conftest import composed
+from tests.support.helpers import composed
 from engine.core.config import to_run_config
 from engine.core.errors import ConfigError
 from engine.mlflow.registry import load_config, promote
@@ -75,8 +75,9 @@ def test_a_promotion_that_changes_the_fields_is_refused_unless_forced(store):
     assert holder(store) == "1" and len(store["client"].search_model_versions("name='arith'")) == 1
     promote(question, alias="staging", uri=store["uri"])  # another alias: nobody calls it with a, op, b yet
     assert holder(store, "staging") == "2" and holder(store) == "1"
-    assert promote(question, uri=store["uri"], force=True).tags["forced"] == "true"
-    assert holder(store) == "3"
+    assert promote(question, uri=store["uri"], force=True).tags["promotion.forced"] == "true"
+    assert holder(store) == "2"  # the run's version already exists: the alias moves to it, no duplicate
+    assert len(store["client"].search_model_versions("name='arith'")) == 2
 
 
 def test_a_promotion_with_a_worse_test_metric_is_refused_unless_forced_showing_both(store):
@@ -109,7 +110,7 @@ def test_a_lower_test_metric_within_noise_moves_the_alias_and_says_so_beyond_noi
     cheaper = promote(finished_with_interval(store, {**OPERANDS, "max_tokens": 4}, 12, cost_1k=0.01),
                       uri=store["uri"])  # 0.60: lower by 0.05, the difference's standard error is 0.155
     assert holder(store) == str(cheaper.version)
-    note = cheaper.tags["comparison"]
+    note = cheaper.tags["promotion.comparison"]
     assert note.startswith("within noise: success lower by 0.05") and "$0.0100 vs $0.0200 per 1K" in note
     assert "0.600 [0.387, 0.781] vs 0.650 [0.433, 0.819]" in note
     with pytest.raises(ConfigError, match=r"test success 0\.25 is worse than 0\.6 of arith@production \(version 2\), "
@@ -211,3 +212,39 @@ def test_a_missing_run_is_a_one_line_error(store):
     finished(store, OPERANDS, 0.5)
     with pytest.raises(ConfigError, match="run_id=0123abcd: no such run in sqlite:///"):
         promote("0123abcd", uri=store["uri"])
+
+
+CHAT = {"model": "smollm2", "messages": [{"role": "system", "content": "Answer {{briefly}}."},
+                                         {"role": "user", "content": "{question}"}], "n": 3, "stop": "\n",
+        "temperature": 0.7}
+
+
+def test_the_winner_is_a_prompt_version_with_its_model_config_and_the_alias_moves_there_too(store):
+    """MLflow 3's Prompt Registry: the template in MLflow's {{var}} form, the sampling settings as model_config,
+    a commit message naming the run and its figures; prompts:/ loads back exactly the config."""
+    run_id = finished(store, OPERANDS, 0.5)
+    version = promote(run_id, uri=store["uri"])
+    client = store["client"]
+    prompt = client.load_prompt("prompts:/arith-prompt@production")
+    assert version.tags["prompt"] == f"prompts:/arith-prompt/{prompt.version}"
+    assert prompt.template == "What is {{a}} {{op}} {{b}}?" and prompt.variables == {"a", "op", "b"}
+    assert prompt.model_config["model_name"] == "smollm2" and prompt.model_config["max_tokens"] == 8
+    assert prompt.commit_message.startswith(f"tune run {run_id}: test success 0.5")
+    assert load_config("prompts:/arith-prompt@production", store["uri"]) == OPERANDS
+    assert "Config: " in version.description and "test success" in version.description
+    assert not any(k.startswith("metric.tune_") for k in version.tags)  # the few figures that matter, no tag wall
+    chat = promote(finished(store, CHAT, 0.6), alias="chat", uri=store["uri"], force=True)
+    loaded = client.load_prompt("prompts:/arith-prompt@chat")
+    assert loaded.template[1]["content"] == "{{question}}" and loaded.template[0]["content"] == "Answer {briefly}."
+    assert load_config("prompts:/arith-prompt@chat", store["uri"]) == CHAT and chat.tags["prompt"].endswith("/2")
+
+
+def test_templates_translate_to_mlflows_format_and_back_exactly():
+    from engine.mlflow.prompts import as_config, as_prompt, from_mlflow, to_mlflow
+
+    for template in ("What is {a} {op} {b}?", "{{literal}} and {x}", "no fields", "JSON: {{\"k\": {v}}}"):
+        assert from_mlflow(to_mlflow(template)) == template
+    assert to_mlflow("{x:>5}") is None and to_mlflow("{x.attr}") is None and to_mlflow(lambda c: "") is None
+    assert as_prompt({"model": "m", "prompt": "{x!r}"}) is None  # kept as a model version only
+    config = {"model": "m", "prompt": "Q: {q}", "stop": ["\n", "Q:"], "top_p": 0.5, "n": 2, "max_tokens": 9}
+    assert as_config(*as_prompt(config)) == config

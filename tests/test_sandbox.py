@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from engine.tasks.sandbox import MODE_ENV, Limits, SandboxUnavailable, run_python
-from escapes import BATTERY, CANARY, Host
-from fake_openai import FakeOpenAI
+from tests.support.escapes import BATTERY, CANARY, Host
+from tests.support.fake_openai import FakeOpenAI
 
 @pytest.fixture(autouse=True)
 def secrets_in_the_environment(monkeypatch):
@@ -55,7 +55,9 @@ def test_what_the_limits_refuse_is_said_and_what_they_allow_runs(host):
     assert run_python("x = bytearray(100 << 20)\n", limits=Limits()).passed
     start = time.monotonic()
     daemons = run_python(by_name["daemons in their own session"].program(host), timeout=2.0)
-    assert daemons.reason == "timed out" and time.monotonic() - start < 20
+    assert daemons.reason == "timed out"
+    # a generous bound, only to say it did not hang: the daemons hold the program's output open for 60 s
+    assert time.monotonic() - start < 45
 
 
 def test_without_bubblewrap_code_is_refused_unless_the_user_opts_in(monkeypatch):
@@ -78,7 +80,7 @@ def test_without_bubblewrap_code_is_refused_unless_the_user_opts_in(monkeypatch)
 
 
 def test_a_code_task_without_bubblewrap_refuses_before_any_request_and_sandbox_unsafe_opts_in(tmp_path):
-    from test_cli import engine
+    from tests.test_cli import engine
 
     no_bwrap = {"PATH": str(Path(sys.executable).parent)}  # the venv's python, and no bwrap on the PATH
     with FakeOpenAI() as fake:

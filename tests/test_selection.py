@@ -12,14 +12,14 @@ import re
 import pytest
 from flaml.tune import lograndint, randint, uniform
 
-from conftest import PRICE, eval_func
+from tests.support.helpers import PRICE, eval_func
 from engine import ChatCompletion, Completion
 from engine.core.errors import ConfigError
 from engine.core.records import TrialRecord
 from engine.core.stats import bootstrap, estimate, paired_se, wilson
 from engine.tuning import Tuner, TuneSpec
 from engine.tuning.selection import Leader, choose
-from fake_openai import landscape_responder
+from tests.support.fake_openai import landscape_responder
 
 DATA = [{"question": f"What is {a} + {b}?", "answer": a + b} for a in range(1, 6) for b in range(1, 5)]  # 20
 PROMPTS = ["{question}", "Think step by step. {question}"]
@@ -213,7 +213,7 @@ def test_trials_on_ray_ship_the_same_cheapest_of_the_equally_good(landscape, ses
 
 
 def test_the_summary_says_in_one_line_when_the_tuned_result_did_not_carry_over():
-    from engine.runner import Summary
+    from engine.core.records import Summary
     from engine.mlflow.tracking import summary_line
 
     tuned = estimate([1] * 15 + [0])  # 0.94 [0.72, 0.99]

@@ -4,24 +4,54 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 from engine.mlflow.store import _usable, ensure_store
+from tests.support.helpers import wait_until
 
-MAKE = "import sys; from engine.mlflow.store import ensure_store; ensure_store(sys.argv[1]); print('made', flush=True)"
+# Ctrl-C as a terminal delivers it, even when the tests run in a background job (which starts with SIGINT ignored)
+MAKE = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from engine.mlflow.store import ensure_store; ensure_store(sys.argv[1]); print('made', flush=True)")
+
+
+def _creating(folder: Path, pid: int) -> list[Path]:
+    """The temporary store this child is making (not its journal, not one an earlier child left)."""
+    return [p for p in folder.glob(f".mlflow.db.creating-{pid}-*") if not p.name.endswith("-journal")]
+
+
+def _size(paths: list[Path]) -> int:
+    try:
+        return max((p.stat().st_size for p in paths), default=0)
+    except OSError:  # moved into place or removed meanwhile
+        return 0
 
 
 def test_a_store_is_absent_or_whole_whenever_its_creation_is_interrupted(tmp_path):
+    """Ctrl-C lands at moments told by what the child has done to the folder, not after a delay (importing
+    MLflow takes 3 s on one machine and 15 s on a loaded one): MLflow has begun migrating the temporary store,
+    it is halfway there (by the size of a whole store), the store is in place."""
+    whole = tmp_path / "whole" / "mlflow.db"
+    ensure_store(f"sqlite:///{whole}")
+    half = whole.stat().st_size // 2
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    for delay in (3.0, 4.5, 6.0):  # importing MLflow takes about 3 s here, its migrations about 2 s more
+    moments = {
+        "migrations begun": lambda pid: bool(_creating(tmp_path, pid)),
+        "migrations halfway": lambda pid: _size(_creating(tmp_path, pid)) >= half,
+        "store in place": lambda pid: db.exists(),
+    }
+    for moment, reached in moments.items():
         db.unlink(missing_ok=True)
         child = subprocess.Popen([sys.executable, "-c", MAKE, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(delay)
+        assert wait_until(lambda: reached(child.pid) or child.poll() is not None, seconds=240)
+        # the child may be gone once its store is in place; before that, Ctrl-C must land while it works
+        assert child.poll() is None or moment == "store in place", f"the store was made before {moment!r}"
         child.send_signal(signal.SIGINT)
-        child.communicate(timeout=60)
-        assert not db.exists() or _usable(uri), f"a half-created store after a Ctrl-C at {delay} s"
-        assert not list(tmp_path.glob(".mlflow.db.creating-*")) or child.returncode != 0
+        _, err = child.communicate(timeout=60)
+        if moment != "store in place":  # the Ctrl-C landed mid-creation and stopped it
+            assert child.returncode != 0 and b"KeyboardInterrupt" in err, err[-2000:]
+        assert not db.exists() or _usable(uri), f"a half-created store after a Ctrl-C at {moment!r}"
+        assert not _creating(tmp_path, child.pid) or child.returncode != 0  # a clean exit leaves no temporary
     ensure_store(uri)
     assert _usable(uri) and not list(tmp_path.glob(".mlflow.db.creating-*"))
 

@@ -5,7 +5,7 @@ import pytest
 
 from engine.core.config import TaskConfig
 from engine.core.errors import ConfigError
-from engine.tasks import TASKS, discover, load_task
+from engine.tasks import TASKS, discover, experiments_dir, load_task
 from engine.tasks.metrics import METRICS
 
 
@@ -13,11 +13,21 @@ def task(name, **kwargs):
     return load_task(TaskConfig(name=name, **kwargs))
 
 
-def test_builtin_packs_are_registered_and_unknown_names_list_them():
+def test_every_pack_registers_and_the_task_list_and_unknown_names_show_the_registry(capsys):
+    from engine.tasks.__main__ import main as list_tasks
+
     discover()
-    assert {"arithmetic", "capitals", "humaneval", "math"} <= set(TASKS.names())
-    with pytest.raises(ConfigError, match="unknown task 'nope'; known: .*arithmetic"):
+    names = TASKS.names()
+    packs = {path.stem for path in experiments_dir().glob("*.py") if not path.stem.startswith("_")}
+    modules = {TASKS.get(name).__module__ for name in names}
+    assert packs and {f"engine_experiments.{pack}" for pack in packs} <= modules  # every pack registered a task
+    list_tasks()  # `python -m engine.tasks`
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "tasks:" and [line.split()[0] for line in lines[1:1 + len(names)]] == names
+    assert lines[1 + len(names)].startswith("metrics for generic tasks:")  # each listed once, in order, no other
+    with pytest.raises(ConfigError) as unknown:
         task("nope")
+    assert str(unknown.value) == f"unknown task 'nope'; known: {', '.join(names)}"
 
 
 def test_a_task_dropped_in_a_folder_registers_itself(tmp_path):

@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port
-from fake_openai import FakeOpenAI
+from tests.support.helpers import free_port, wait_until
+from tests.support.fake_openai import FakeOpenAI
 
 MISSING = [name for name in ("initdb", "pg_ctl", "postgres") if not shutil.which(name)]
 try:
@@ -37,15 +36,15 @@ def as_postgres(command: list[str], folder: Path) -> list[str]:
 
 
 def wait_for(url: str, process: subprocess.Popen, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         try:
             urllib.request.urlopen(url, timeout=2)
-            return
+            return True
         except OSError:
             assert process.poll() is None, f"the server exited: {process.stderr.read()[-2000:]}"
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer in {seconds} s")
+            return False
+
+    assert wait_until(answers, seconds, every=0.5), f"{url} did not answer in {seconds} s"
 
 
 @pytest.fixture
@@ -116,7 +115,8 @@ def test_a_tune_and_a_promotion_against_a_postgresql_backed_mlflow_server(team_s
     parent = next(r for r in runs if r.data.tags.get("engine.kind") == "tune")
     trials = [r for r in runs if r.data.tags.get("engine.kind") == "trial"]
     assert parent.info.status == "FINISHED" and len(trials) == 2
-    assert parent.info.run_name.startswith("arithmetic-gpt-4o-mini-budget.num_samples=2")
+    assert parent.info.run_name.startswith("budget.num_samples=2") and parent.info.run_name.endswith(
+        "| arithmetic-gpt-4o-mini")
     assert sum(r.data.tags.get("best") == "true" for r in trials) == 1
     version = client.get_model_version_by_alias("arithmetic-gpt-4o-mini", "production")
     assert version.run_id == parent.info.run_id and version.tags["input_fields"]

@@ -4,14 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import composed, free_port
+from tests.support.helpers import composed, free_port, wait_until
 from engine import Completion, load_config
 from engine.core.config import to_run_config
 from engine.mlflow.registry import promote
@@ -19,7 +18,7 @@ from engine.runner import run_experiment
 from engine.tasks import TASKS, Task, success_eval_func
 from engine.tasks.metrics import numeric_match
 from engine.mlflow.tracking import Tracker
-from fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 SECRET = "sk-test-TRACKING-SECRET-0123456789"
 
@@ -51,7 +50,7 @@ def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch, ses
     assert len(parents) == 1 and len(children) == summary.trials == 3
     parent = parents[0]
     assert parent.info.status == "FINISHED" and summary.mlflow_run == parent.info.run_id
-    assert parent.info.run_name == "arithmetic-gpt-4o-mini-budget.optimization=0.01"  # named by what differs
+    assert parent.info.run_name == "budget.optimization=0.01 | arithmetic-gpt-4o-mini"  # what differs first
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert parent.data.tags["task"] == "arithmetic" and parent.data.tags["model"] == "gpt-4o-mini"
     assert parent.data.tags["sweep"] == "/abs/multirun/2026-11-26_17-00-00"
@@ -219,14 +218,15 @@ def test_mlflow_models_serve_answers_with_the_registered_config(store):
                                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
                               cwd=store["dir"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        def pings() -> bool:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
+                return True
             except OSError:
                 assert server.poll() is None, server.stderr.read()[-2000:]
-                time.sleep(0.5)
+                return False
+
+        assert wait_until(pings, seconds=120, every=0.5), "mlflow models serve did not answer /ping in 120 s"
         body = json.dumps({"dataframe_records": [{"question": "What is the capital of France?"}]}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
                                          headers={"Content-Type": "application/json"})

@@ -7,8 +7,8 @@ import pytest
 from flaml.tune import randint
 
 from engine import BudgetError, Completion, ConfigError, TemplateKeyError
-from conftest import DATA, PROMPTS, PRICE, eval_func
-from engine.compat.completion import _last_eval_func
+from tests.support.helpers import DATA, PROMPTS, PRICE, eval_func, logged_trials, top, trial_of
+from engine import current_session
 from engine.tuning import Tuner, TuneSpec
 
 
@@ -49,7 +49,7 @@ def test_concurrent_test_equals_sequential(landscape, tmp_path):
 
 
 def test_test_without_any_eval_func_returns_none(fake_models):
-    _last_eval_func.set(None)  # no tune() before it in this context
+    current_session().last_eval_func = None  # no tune() before it in this session
     assert Completion.test(DATA[:2], {"model": "fake-chat", "prompt": "{question}"}) is None
     assert fake_models.requests == []
 
@@ -64,12 +64,14 @@ def tune(**kwargs):
 def test_tune_finds_a_config_that_test_and_create_accept(landscape, tmp_path):
     log = tmp_path / "trials.jsonl"
     best, analysis = tune(optimization_budget=0.05, num_samples=12, log_file_name=str(log), max_tokens=8)
-    assert best["model"] == "fake-chat" and best["prompt"] in PROMPTS and not ("temperature" in best and "top_p" in best)
+    assert not ("temperature" in best and "top_p" in best)
+    lines = logged_trials(log)
+    chosen = trial_of(best, lines)  # a config that was tried in full, and none did better
+    assert chosen is not None and not chosen["pruned"] and chosen["metrics"]["success"] == top(lines)
     result = Completion.test(DATA, best)  # eval_func from tune
     assert result["success"] == 1.0
     r = Completion.create(context=DATA[0], **best)
     assert Completion.extract_text(r)
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert len(lines) == len(analysis.trials) - sum(t.last_result is None for t in analysis.trials)
     assert {"trial", "config", "metrics", "cost_usd", "paid_usd", "inference_cost_usd_per_instance", "prompt_tokens",
             "completion_tokens", "wall_time_s", "pruned"} <= set(lines[0])
@@ -196,8 +198,24 @@ def test_tune_searches_chat_prefixes(landscape):
     assert sent[-1]["content"].endswith("?") and "{question}" not in sent[-1]["content"]
 
 
-def test_tune_searches_several_models_each_with_its_own_settings(landscape):
-    best, analysis = tune(optimization_budget=0.03, num_samples=6, model=["fake-chat", "fake-text"], max_tokens=8)
-    assert best["model"] in ("fake-chat", "fake-text")
+def test_tune_searches_several_models_each_with_its_own_settings(landscape, tmp_path):
+    log = tmp_path / "trials.jsonl"
+    best, analysis = tune(optimization_budget=0.03, num_samples=6, model=["fake-chat", "fake-text"], max_tokens=8,
+                          log_file_name=str(log))
     paths = {r["path"] for r in landscape.requests}
     assert paths == {"/v1/chat/completions", "/v1/completions"}  # both models were tried
+    trials = logged_trials(log)
+    assert {t["config"]["model"] for t in trials} == {"fake-chat", "fake-text"}
+    chosen = trial_of(best, trials)  # the best config is one tried in full on its own model, and none did better
+    assert chosen is not None and not chosen["pruned"] and chosen["metrics"]["success"] == top(trials)
+
+
+def test_a_metric_named_like_an_accounting_figure_keeps_its_value(fake_models):
+    """eval_func may measure its own `cost` or `requests`: test() keeps them, and its own figures move aside."""
+    def own_cost(responses, **point):
+        return {"success": 1, "cost": 42.0, "requests": 7}
+
+    result = Completion.test([{"question": "What is 1 + 2?", "answer": 3}], own_cost, model="fake-chat",
+                             prompt="{question}", max_tokens=4)
+    assert result["cost"] == 42.0 and result["requests"] == 7
+    assert result["engine.requests"] == 1 and result["engine.cost"] > 0 and result["inference_cost"] > 0

@@ -59,13 +59,16 @@ COMMON_FLAGS = ["-DLLAVA_BUILD=OFF"]  # the multimodal helper library is not use
 
 
 def pinned_requirement() -> tuple[str, str]:
-    """('llama-cpp-python[server]==X', 'X') from pyproject.toml: the version is written in one place."""
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """('llama-cpp-python[server]==X', 'X') from pyproject.toml's [embedded] extra: the version is written in one
+    place. Installed here first, it satisfies that extra's pin, so `pip install '.[embedded]'` does not rebuild it."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project.get("optional-dependencies", {}).get("embedded", []) + project.get("dependencies", [])
     for dep in deps:
         m = re.fullmatch(r"llama-cpp-python(\[[^\]]*\])?==([\w.]+)", dep.replace(" ", ""))
         if m:
             return dep, m.group(2)
-    raise SystemExit("pyproject.toml must pin llama-cpp-python with == (the build is recorded per version)")
+    raise SystemExit("pyproject.toml's [embedded] extra must pin llama-cpp-python with == "
+                     "(the build is recorded per version)")
 
 
 def cmake_flags(native: bool) -> list[str]:

@@ -1,9 +1,10 @@
 """Screenshots of what a team sees in the MLflow UI after a sweep and a promotion, taken in headless Chromium.
 
-    python tools/mlflow_screenshots.py [OUT_DIR]        (default: screenshots/)
+    python -m tools.mlflow_screenshots [OUT_DIR]        (from the repo root; default: screenshots/)
 
-Runs a two-job sweep (`budget.optimization=0.01,0.02`) on the loopback fake OpenAI server (tests/fake_openai.py,
-nothing paid) into a fresh SQLite store, promotes the last tune, starts `mlflow ui` on that store, and saves:
+Runs a two-job sweep (`budget.optimization=0.01,0.02`) on the loopback fake OpenAI server
+(tests/support/fake_openai.py, nothing paid) into a fresh SQLite store, promotes the last tune, starts `mlflow ui`
+on that store, and saves:
 runs.png (the runs list, parents named by their overrides, trials nested), parent.png (a tune's run page:
 description, best.* params, tags), trial.png (the best trial: best=true, its real duration), compare.png
 (the compare view of the trials), model.png (the registered version: its input schema and tags).
@@ -23,10 +24,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fake_openai import FakeOpenAI  # noqa: E402
+from tests.support.fake_openai import FakeOpenAI
 
 
 def chromium() -> str:

@@ -3,6 +3,9 @@
 It answers /v1/chat/completions and /v1/completions deterministically, records every request it gets
 (headers and body) so that tests can count calls and tokens server-side, and plays a script of faults:
 HTTP errors with or without Retry-After, dropped connections and stalls longer than the client timeout.
+
+In a process of its own: `python -m tests.support.fake_openai` from the repo root (it prints its base URL);
+standard library only, so `python tests/support/fake_openai.py` runs it too (a stand-in for llama.cpp's server).
 """
 from __future__ import annotations
 

@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from .helpers import wait_until
 
 CANARY = "sk-test-SANDBOX-CANARY-0123456789"  # put in the environment before the battery runs
 
@@ -83,12 +84,8 @@ def _gone(path: Path) -> Callable[[Host], bool]:
 
 
 def _daemons_left(host: Host) -> bool:
-    deadline = time.monotonic() + 5  # the sandbox's kill reaches them within moments
-    while host.marker_processes():
-        if time.monotonic() > deadline:
-            return True
-        time.sleep(0.05)
-    return False
+    # the sandbox's kill reaches them within moments; 30 s only bounds the wait on a loaded machine
+    return not wait_until(lambda: not host.marker_processes(), seconds=30, every=0.05)
 
 
 BATTERY = [
