@@ -54,6 +54,18 @@ def apply_sandbox(mode: str | None) -> None:
         os.environ[MODE_ENV] = mode
 
 
+def launch(main) -> None:
+    """What every `python -m engine.<entry>` does before Hydra composes: refuse key-shaped overrides, take
+    SIGTERM as Ctrl-C, report a native crash in words, register the config schemas; then `main()`."""
+    from .core.config import register_configs
+
+    refuse_secrets_on_the_command_line(sys.argv)
+    interrupt_on_sigterm()
+    report_fatal_signals()
+    register_configs()
+    main()
+
+
 def quiet_libraries() -> None:
     """Hydra logs at INFO; per-request HTTP lines would drown the progress bars. MLflow's notices say nothing
     about this project: its schema and type-hint warnings, and the "View run ..." lines it prints after every

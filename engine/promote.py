@@ -8,9 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import (friendly_errors, interrupt_on_sigterm, quiet_libraries, refuse_secrets_on_the_command_line,
-                  report_fatal_signals)
-from .core.config import register_configs
+from .cli import friendly_errors, launch, quiet_libraries
 from .core.models import conf_dir
 from .mlflow.registry import promote
 
@@ -26,13 +24,9 @@ def main(cfg: DictConfig) -> None:
           f"alias {options.alias!r} -> version {version.version}\n"
           f"load it with Completion.create(context, config=\"models:/{version.name}@{options.alias}\")"
           + (f"; each context needs the fields {fields}" if fields else "")
-          + (f"\nagainst the previous {options.alias}: {version.tags['comparison']}"
-             if getattr(version, "tags", None) and version.tags.get("comparison") else ""))
+          + (f"\nagainst the previous {options.alias}: {version.tags['promotion.comparison']}"
+             if getattr(version, "tags", None) and version.tags.get("promotion.comparison") else ""))
 
 
 if __name__ == "__main__":
-    refuse_secrets_on_the_command_line(sys.argv)
-    interrupt_on_sigterm()
-    report_fatal_signals()
-    register_configs()
-    main()
+    launch(main)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .requests.cache import CacheRoot
@@ -24,6 +24,16 @@ from .requests.requester import Outcome, Requester, prepare
 
 DEFAULT_SEED = CacheConfig.seed
 DEFAULT_CACHE_PATH = CacheConfig.path
+
+
+@dataclass
+class RegistryMemo:
+    """What a session remembers of the MLflow registry: where an alias pointed (and when it was looked up),
+    and the config text of each version it downloaded."""
+
+    sources: dict = field(default_factory=dict)  # (uri, tracking) -> (monotonic time, artifact source)
+    configs: dict = field(default_factory=dict)  # (source, tracking) -> config JSON
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Session:
@@ -43,6 +53,8 @@ class Session:
         self.providers = providers
         self.requester = Requester(self.catalog, CacheRoot(cache_path), providers)
         self.usage_log = None  # the seed API's start_logging() book-keeping (compat.usage_log), when on
+        self.registry = RegistryMemo()  # promotions followed, versions downloaded (mlflow.registry)
+        self.last_eval_func = None  # the seed API's test() falls back to the eval_func of the last tune()
         self._tokens: list[contextvars.Token] = []
 
     # ---- scope ----------------------------------------------------------------------------------
@@ -91,7 +103,7 @@ class Session:
 
     def embedded_server(self, model: str = DEFAULT_MODEL) -> EmbeddedServer:
         """The embedded server that serves `model` (started on first use)."""
-        return self.providers.embedded(resolve_endpoint(self.catalog.get(model)))
+        return self.providers.embedded(resolve_endpoint(self.catalog.get(model), None, self.catalog.endpoints))
 
 
 _current: contextvars.ContextVar[Session | None] = contextvars.ContextVar("engine_session", default=None)

@@ -7,16 +7,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, report_fatal_signals, quiet_libraries,
-                  refuse_secrets_on_the_command_line)
-from .core.config import register_configs, to_run_config
+from .cli import apply_sandbox, friendly_errors, launch, quiet_libraries
+from .core.config import to_run_config
 from .core.errors import ConfigError
 from .core.models import conf_dir
 from .runner import load_saved_config, session_for
 from .session import current_session
 from .core.stats import estimate
 from .tasks import load_task
-from .evaluate.testing import evaluate_config, worst_case
+from .evaluate.testing import run_test, worst_case
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
@@ -35,19 +34,15 @@ def main(cfg: DictConfig) -> float | None:
         worst = worst_case(session.requester, run.cache.seed, data, config)
         print(f"preflight: {len(data)} points; this config could cost up to ${worst:.6f} (every request at its "
               f"worst case); cap ${cap:g} (budget.test)", file=sys.stderr)
-        result, per_point, _ = evaluate_config(session.requester, run.cache.seed, data, config, task.eval_func,
-                                               concurrency=run.parallel.concurrency, progress=run.progress,
-                                               return_details=True, budget=cap)
-        interval = estimate([float(p[task.metric]) for p in per_point if task.metric in p])
+        tested = run_test(session.requester, run.cache.seed, data, config, task.eval_func,
+                          concurrency=run.parallel.concurrency, progress=run.progress, budget=cap)
+        result = tested.merged()
+        interval = estimate([float(p[task.metric]) for p in tested.per_instance if task.metric in p])
         if interval is not None:  # how sure the figure is: its standard error and 95% interval
             result.update(interval.as_metrics(task.metric), **{f"{task.metric}_interval": interval.text()})
     print(json.dumps({"task": task.name, "config": config, **result}, indent=2, default=str))
-    return result.get(task.metric)
+    return tested.metrics.get(task.metric)
 
 
 if __name__ == "__main__":
-    refuse_secrets_on_the_command_line(sys.argv)
-    interrupt_on_sigterm()
-    report_fatal_signals()
-    register_configs()
-    main()
+    launch(main)

@@ -12,9 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .cli import (apply_sandbox, friendly_errors, interrupt_on_sigterm, report_fatal_signals, job_log, quiet_libraries,
-                  refuse_secrets_on_the_command_line)
-from .core.config import register_configs, to_run_config
+from .cli import apply_sandbox, friendly_errors, job_log, launch, quiet_libraries
+from .core.config import to_run_config
 from .core.errors import ConfigError
 from .core.models import conf_dir
 from .runner import run_experiment
@@ -49,8 +48,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    refuse_secrets_on_the_command_line(sys.argv)
-    interrupt_on_sigterm()
-    report_fatal_signals()
-    register_configs()
-    main()
+    launch(main)

@@ -6,7 +6,6 @@ Every classmethod acts on the current session (`engine.session.current_session`)
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 from typing import Callable, Dict, List, Optional, Union
 
@@ -21,11 +20,10 @@ from ..session import DEFAULT_CACHE_PATH, DEFAULT_SEED, current_session
 from ..core.templates import render
 from ..evaluate.testing import evaluate_config
 from ..tuning import Tuner, TuneSpec
+from .legacy_names import translate
 from .usage_log import UsageLog
 
 logger = logging.getLogger("engine")
-# The seed API's test() falls back to the eval_func of the last tune() in the same context.
-_last_eval_func: contextvars.ContextVar[Callable | None] = contextvars.ContextVar("engine_eval_func", default=None)
 
 
 @contextlib.contextmanager
@@ -140,6 +138,7 @@ class Completion(metaclass=_SeedSettings):
             config = _registered(config)
         if config_list is not None:
             config["config_list"] = config_list
+        config = translate(config)
         return seed_create.create(current_session(), config, context, use_cache, cls._force_chat, filter_func,
                                   raise_on_ratelimit_or_timeout)
 
@@ -226,7 +225,9 @@ class Completion(metaclass=_SeedSettings):
             config = {**(config or {}), **more_config}
         if config is None:
             raise ConfigError("test() needs a config: test(data, config, eval_func) or test(data, eval_func, **config)")
-        eval_func = eval_func or _last_eval_func.get()
+        if isinstance(config, dict):
+            config = translate(config)
+        eval_func = eval_func or session.last_eval_func  # the seed API: the last tune()'s, in this session
         if eval_func is None:
             logger.warning("test() needs an eval_func, or a tune() before it that had one")
             return None
@@ -252,9 +253,9 @@ class Completion(metaclass=_SeedSettings):
                             log_file_name=log_file_name, concurrency=concurrency, trials=trials, ray=ray,
                             selection=selection,
                             force_chat=cls._force_chat,
-                            progress=logging_level <= logging.WARNING, space=config)
+                            progress=logging_level <= logging.WARNING, space=translate(config))
             tuner = Tuner(spec, session.requester.for_run(), session.seed)
-            _last_eval_func.set(eval_func)
+            session.last_eval_func = eval_func
             return tuner.run()
 
 

@@ -102,7 +102,7 @@ class ModelSpec:
 # listed the others).
 _TEXT_MODELS = re.compile(r"^(gpt-3\.5-turbo-instruct|gpt-35-turbo-instruct|text-|code-|davinci|babbage|curie|ada)")
 # config_list entry keys that say where a model is served
-_WHERE = ("base_url", "api_base", "api_type")
+_WHERE = ("base_url", "api_type")
 
 
 def inferred_spec(name: str, entry: dict | None = None) -> ModelSpec | None:
@@ -125,14 +125,19 @@ class ModelCatalog:
         self.folder = Path(folder) if folder else conf_dir() / "model"
         self._specs: dict[str, ModelSpec] = {}
         self._warned: set[str] = set()
+        self.endpoints: dict = {}  # resolved endpoints (requests.providers.endpoint), keys included: this session's
         if self.folder.is_dir():
             for path in sorted(self.folder.glob("*.yaml")):
                 data = yaml.safe_load(path.read_text()) or {}
                 self.add(ModelSpec.from_dict(data))
 
+    def __getstate__(self) -> dict:
+        """Pickled (to a Ray worker) without the resolved endpoints: they hold keys, which never travel."""
+        return {**self.__dict__, "endpoints": {}}
+
     def copy(self) -> "ModelCatalog":
         copy = ModelCatalog.__new__(ModelCatalog)
-        copy.folder, copy._specs, copy._warned = self.folder, dict(self._specs), set()
+        copy.folder, copy._specs, copy._warned, copy.endpoints = self.folder, dict(self._specs), set(), {}
         return copy
 
     def with_model(self, spec: ModelSpec | dict) -> "ModelCatalog":

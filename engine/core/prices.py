@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 
 # api_type spellings of the seed library -> genai-prices provider ids
-_PROVIDERS = {"azure": "azure", "open_ai": "openai", "openai": "openai"}
+_PROVIDERS = {"azure": "azure", "openai": "openai"}
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tqdm.auto import tqdm
 
 from ..requests.budget import BudgetGuard, worst_case_cost, worst_case_tokens
+from ..core.numbers import is_number, plain
 from ..core.errors import BudgetExhausted, BudgetOverrunError, ConfigError
 from ..requests.requester import Outcome, PreparedRequest, Requester, prepare
 
@@ -197,15 +198,15 @@ def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg
     """
     if not per_instance:
         return {}
-    metrics = [k for k, v in per_instance[0].items() if _numeric(v)]
-    values = {k: [float(_plain(r[k])) for r in per_instance if _numeric(r.get(k))] for k in metrics}
+    metrics = [k for k, v in per_instance[0].items() if is_number(v)]
+    values = {k: [float(plain(r[k])) for r in per_instance if is_number(r.get(k))] for k in metrics}
     if isinstance(agg_method, str):
         fn = AGGREGATORS.get(agg_method)
         if fn is None:
             raise ConfigError(f"agg_method {agg_method!r} is not one of {sorted(AGGREGATORS)}")
         return {k: fn(v) for k, v in values.items()}
     if callable(agg_method):
-        return {k: _plain(agg_method(v)) for k, v in values.items()}
+        return {k: plain(agg_method(v)) for k, v in values.items()}
     if isinstance(agg_method, dict):
         out = {}
         for name, fn in agg_method.items():
@@ -215,20 +216,9 @@ def aggregate(per_instance: list[dict], agg_method: str | Callable | dict = "avg
             source = name if name in values else max(suffixes, key=len, default=None)
             if source is None:
                 raise ConfigError(f"agg_method key {name!r} names no metric (metrics: {metrics})")
-            out[name] = _plain(fn(values[source]))
+            out[name] = plain(fn(values[source]))
         return out
     raise ConfigError(f"agg_method must be a str, a callable or a dict of callables, got {type(agg_method).__name__}")
-
-
-def _numeric(v) -> bool:
-    """bools, ints, floats and numpy scalars of those kinds (eval funcs often return np.bool_ or np.float64)."""
-    v = _plain(v)
-    return isinstance(v, (bool, int, float))
-
-
-def _plain(v):
-    """numpy scalars -> Python numbers, so results serialise anywhere."""
-    return v.item() if hasattr(v, "item") and hasattr(v, "dtype") else v
 
 
 def score(eval_func: Callable, texts: list[str], point: Mapping, index: int) -> dict:

@@ -1,6 +1,7 @@
 """`test`: evaluate one config over data with an eval function and aggregate the metrics."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from ..requests.budget import BudgetGuard, worst_case_cost
@@ -20,17 +21,35 @@ def worst_case(requester: Requester, seed, data: Sequence[Mapping], config: Mapp
     return total
 
 
-def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, eval_func: Callable,
-                    use_cache: bool = True, agg_method="avg", return_details: bool = False, concurrency: int = 8,
-                    force_chat: bool = False, progress: bool = True, budget: float | None = None):
-    """Aggregated metrics plus `cost` (total, list price), `inference_cost` (per instance), and what was
-    `spent` now, `saved` by the cache, `cache_hits` and `requests`.
+@dataclass
+class TestRun:
+    """One config over data: eval_func's metrics (aggregated) and the accounting, kept apart so that a metric
+    named `cost` or `requests` is never overwritten by the engine's own figures."""
+
+    __test__ = False  # not a pytest test class, whatever module imports it
+
+    metrics: dict
+    accounting: dict  # cost (list price), inference_cost (per instance), spent, saved, cache_hits, requests,
+    #                   unanswered_requests (timed out after sending: may have been billed), unanswered_usd
+    per_instance: list[dict] = field(default_factory=list)
+    responses: list = field(default_factory=list)  # each point's choices, as texts
+
+    def merged(self) -> dict:
+        """The seed API's one dict: the metrics, then the accounting figures. An accounting figure whose name
+        a metric already has goes in as `engine.<name>` instead (the metric keeps its own value)."""
+        out = dict(self.metrics)
+        for key, value in self.accounting.items():
+            out[f"engine.{key}" if key in self.metrics else key] = value
+        return out
+
+
+def run_test(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, eval_func: Callable,
+             use_cache: bool = True, agg_method="avg", concurrency: int = 8, force_chat: bool = False,
+             progress: bool = True, budget: float | None = None) -> TestRun:
+    """Evaluate `config` on every point of `data` and aggregate eval_func's metrics.
 
     With `budget` (dollars), the worst case over all of `data` must fit in it before a request is sent (a
     BudgetError says both figures), and it caps what is spent.
-
-    With `return_details`, returns (aggregated, per_instance_results, responses) where responses are
-    the texts of each point's choices, as the seed library did.
     """
     if not data:
         raise ConfigError("data is empty: nothing to test")
@@ -47,15 +66,20 @@ def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config:
     run = Evaluator(requester, seed, concurrency, money, force_chat, progress).run(
         config, data, use_cache=use_cache, desc="test")
     per_instance = evaluate_points(run, data, range(len(data)), eval_func)
-    result = aggregate(per_instance, agg_method)
-    result["cost"] = run.cost
-    result["inference_cost"] = run.cost / len(data)
-    result["spent"] = run.spent
-    result["saved"] = run.cost - run.spent
-    result["cache_hits"] = run.cache_hits
-    result["requests"] = run.requests
-    result["unanswered_requests"] = money.unanswered_requests  # timed out after sending: may have been billed
-    result["unanswered_usd"] = money.unanswered  # their worst case
+    accounting = {"cost": run.cost, "inference_cost": run.cost / len(data), "spent": run.spent,
+                  "saved": run.cost - run.spent, "cache_hits": run.cache_hits, "requests": run.requests,
+                  "unanswered_requests": money.unanswered_requests, "unanswered_usd": money.unanswered}
+    return TestRun(aggregate(per_instance, agg_method), accounting, per_instance,
+                   [extract_text(o.response) for o in run.outcomes])
+
+
+def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, eval_func: Callable,
+                    use_cache: bool = True, agg_method="avg", return_details: bool = False, concurrency: int = 8,
+                    force_chat: bool = False, progress: bool = True, budget: float | None = None):
+    """The seed API's `test`: `TestRun.merged()` (metrics plus `cost`, `inference_cost`, ...); with
+    `return_details`, (merged, per_instance_results, responses) as the seed library returned them."""
+    result = run_test(requester, seed, data, config, eval_func, use_cache, agg_method, concurrency, force_chat,
+                      progress, budget)
     if return_details:
-        return result, per_instance, [extract_text(o.response) for o in run.outcomes]
-    return result
+        return result.merged(), result.per_instance, result.responses
+    return result.merged()

@@ -1,24 +1,26 @@
-"""The MLflow registry side: register a tune's best config as a pyfunc model version, move an alias to it,
-and load a config back by URI (`models:/NAME@production`).
+"""The MLflow registry side: register a tune's best config as a pyfunc model version (for `mlflow models
+serve`) and as a prompt version in the Prompt Registry (template + model_config), move the alias of both to
+it, and load a config back by URI (`models:/NAME@production`, `prompts:/NAME-prompt@production`).
 
 A promotion cannot silently break what the alias serves: a version records the template fields its prompt
 needs (its input schema) and the tune's test metric; moving an alias to a version that needs other fields,
 or that tested worse than the version holding the alias, is refused unless forced."""
 from __future__ import annotations
 
-import functools
 import json
 import re
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from ..core.config import TrackingConfig, check_uri
+from ..session import RegistryMemo, current_session
 from ..core.errors import ConfigError
 from ..core.secret_shapes import refuse_endpoints
+from ..core.redaction import public_view
 from ..core.templates import config_fields
+from .prompts import as_config, as_prompt, prompt_name
 
 ALIAS_TTL_S = 10.0  # how long a resolved alias is trusted: a moved alias is seen within this time
 
@@ -35,14 +37,21 @@ def _client(uri: str | None):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def last_tune_run(uri: str | None = None) -> str:
-    """The most recent finished tune (a parent run with a best config)."""
+def last_tune_run(uri: str | None = None, user: str | None = None) -> str:
+    """The most recent finished tune (a parent run with a best config) of this user: on a team's server,
+    never a colleague's run picked by accident."""
+    import getpass
+
+    user = user or getpass.getuser()
     client = _client(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, "tags.`engine.kind` = 'tune' and attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
+    query = (f"tags.`engine.kind` = 'tune' and attributes.status = 'FINISHED' and tags.`mlflow.user` = "
+             f"'{user.replace(chr(39), '')}'")
+    runs = client.search_runs(experiments, query, order_by=["attributes.start_time DESC"],
+                              max_results=1) if experiments else []
     if not runs:
-        raise ConfigError(f"no finished tune in the tracking store {tracking_uri(uri)}: run `python -m engine.tune`")
+        raise ConfigError(f"no finished tune of user {user!r} in the tracking store {tracking_uri(uri)}: run "
+                          "`python -m engine.tune`, or name the run: run_id=...")
     return runs[0].info.run_id
 
 
@@ -160,34 +169,88 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     metrics = run.data.metrics
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(client.download_artifacts(run_id, "best_config.json", tmp))
-        fields = config_fields(json.loads(config_path.read_text()))
+        config_path_text = config_path.read_text()
+        fields = config_fields(json.loads(config_path_text))
         try:
             comparison = check_promotion(_holder(client, name, alias), fields, metric, metrics, mode, name, alias)
         except ConfigError as refused:
             if not force:
                 raise
             comparison = f"forced past: {refused}"
-        model_dir = Path(tmp) / "model"
-        _save_model(model_dir, config_path, fields)
-        client.log_artifacts(run_id, str(model_dir), "model")
+        if _version_of_run(client, name, run_id) is None:
+            model_dir = Path(tmp) / "model"
+            _save_model(model_dir, config_path, fields)
+            client.log_artifacts(run_id, str(model_dir), "model")
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run_id)
-    tags = {"source_run": run_id, "task": run.data.tags.get("task", ""), "alias_at_promotion": alias,
-            "input_fields": ",".join(fields), "metric": metric or "", "mode": mode, "forced": str(bool(force)).lower(),
-            "comparison": comparison[:5000],
-            **{f"metric.{k}": str(v) for k, v in metrics.items() if k.startswith(("test_", "tune_", "paid_", "saved_"))}}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version.version, key, value)
-    client.update_model_version(name, version.version, description=(
-        f"best config of tune run {run_id}; input fields: {', '.join(fields) or 'none'}; "
-        + (f"against the previous {alias}: {comparison}; " if comparison else "") + ", ".join(
-            f"{k}={v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("test_", "tune_")))))
+    config = json.loads(config_path_text)
+    version = _version_of_run(client, name, run_id)  # promoting a run again moves the alias, adds no version
+    if version is None:
+        version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run_id)
+        figures = _figures(metric, metrics)
+        prompt = register_prompt(client, name, config, run_id, figures, _provider(config))
+        tags = {"source_run": run_id, "task": run.data.tags.get("task", ""), "input_fields": ",".join(fields),
+                "metric": metric or "", "mode": mode, "config": json.dumps(public_view(config))[:5000],
+                **({"prompt": prompt} if prompt else {}),
+                **{f"metric.{k}": str(v) for k, v in metrics.items() if k in guard_metrics(metric)}}
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version.version, key, value)
+        client.update_model_version(name, version.version, description=(
+            f"{figures}. Config: {json.dumps(public_view(config))}. Input fields: {', '.join(fields) or 'none'}. "
+            f"From tune run {run_id}" + (f"; prompt {prompt}" if prompt else "") + "."))
+    else:
+        version = client.get_model_version(name, version.version)
+    promotion = {"alias": alias, "forced": str(bool(force)).lower(), "comparison": comparison[:5000]}
+    for key, value in promotion.items():  # what this promotion was told and did, on the version it moved to
+        client.set_model_version_tag(name, version.version, f"promotion.{key}", value)
     client.set_registered_model_alias(name, alias, version.version)
+    prompt = client.get_model_version(name, version.version).tags.get("prompt")
+    if prompt:
+        client.set_prompt_alias(prompt_name(name), alias, int(prompt.rsplit("/", 1)[1]))
     return client.get_model_version(name, version.version)  # with its tags
+
+
+def guard_metrics(metric: str | None) -> set[str]:
+    """The figures the next promotion's guard compares: the test metric, its error and interval, the cost."""
+    base = f"test_{metric}" if metric else "test_"
+    return {base, f"{base}_se", f"{base}_ci_low", f"{base}_ci_high", "test_inference_cost_usd_per_1k_instances"}
+
+
+def _figures(metric: str | None, metrics: dict) -> str:
+    """`test success 0.650 [0.433, 0.819], $0.0100 per 1K instances`, for a commit message and a page."""
+    side = _side(metrics, metric or "")
+    if not metric or side["value"] is None:
+        return "no test metric"
+    return f"test {metric} {_shown(side)}, ${_cost(side)} per 1K instances"
+
+
+def _version_of_run(client, name: str, run_id: str):
+    """The version already registered from `run_id`, if any."""
+    found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _provider(config: dict) -> str | None:
+    try:
+        return current_session().catalog.get(config.get("model")).provider
+    except Exception:  # noqa: BLE001 - a model unknown here is still registered, without its provider
+        return None
+
+
+def register_prompt(client, name: str, config: dict, run_id: str, figures: str, provider: str | None) -> str | None:
+    """The config as a version of prompt `<name>-prompt` (template, model_config, a commit message naming the
+    run and its figures); its URI, or None when the template cannot be written in MLflow's format."""
+    made = as_prompt(public_view(config), provider)
+    if made is None:
+        return None
+    template, model_config = made
+    version = client.register_prompt(prompt_name(name), template, commit_message=f"tune run {run_id}: {figures}",
+                                     tags={"source_run": run_id, "registered_model": name},
+                                     model_config=model_config)
+    return f"prompts:/{prompt_name(name)}/{version.version}"
 
 
 def _save_model(model_dir: Path, config_path: Path, fields: list[str]) -> None:
@@ -224,29 +287,29 @@ def _artifact_source(client, uri: str) -> str:
     return client.get_model_version(name, number).source
 
 
-_sources: dict[tuple[str, str], tuple[float, str]] = {}  # (uri, tracking) -> (when resolved, source)
-_sources_lock = threading.Lock()
-
-
-def _resolve(uri: str, tracking: str) -> str:
+def _resolve(uri: str, tracking: str, memo: "RegistryMemo") -> str:
     """Where `uri`'s files are, resolved again once ALIAS_TTL_S has passed (an alias moves; a version's
     files do not)."""
     key, now = (uri, tracking), time.monotonic()
-    with _sources_lock:
-        hit = _sources.get(key)
+    with memo.lock:
+        hit = memo.sources.get(key)
     if hit and now - hit[0] < ALIAS_TTL_S:
         return hit[1]
     try:
         source = _artifact_source(_client(tracking), uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing model or alias
         raise ConfigError(f"cannot load {uri} from {tracking}: {exc}") from None
-    with _sources_lock:
-        _sources[key] = (now, source)
+    with memo.lock:
+        memo.sources[key] = (now, source)
     return source
 
 
-@functools.lru_cache(maxsize=64)
-def _load(source: str, tracking: str, uri: str) -> str:
+def _load(source: str, tracking: str, uri: str, memo: "RegistryMemo") -> str:
+    """The config text of a version's files, downloaded once per session."""
+    with memo.lock:
+        text = memo.configs.get((source, tracking))
+    if text is not None:
+        return text
     import mlflow.artifacts
 
     try:
@@ -256,16 +319,40 @@ def _load(source: str, tracking: str, uri: str) -> str:
     files = list(Path(local).rglob("best_config.json")) or list(Path(local).rglob("*.json"))
     if not files:
         raise ConfigError(f"{uri} holds no config")
-    return files[0].read_text()
+    text = files[0].read_text()
+    with memo.lock:
+        memo.configs[(source, tracking)] = text
+    return text
+
+
+def _load_prompt(uri: str, tracking: str, memo: "RegistryMemo") -> dict:
+    """A prompt version's config (an alias is looked up again after ALIAS_TTL_S, as for models)."""
+    key, now = (uri, tracking), time.monotonic()
+    with memo.lock:
+        hit = memo.sources.get(key)
+    if hit and now - hit[0] < ALIAS_TTL_S:
+        return dict(hit[1])
+    try:
+        version = _client(tracking).load_prompt(uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing prompt or alias
+        raise ConfigError(f"cannot load {uri} from {tracking}: {str(exc).splitlines()[0]}") from None
+    config = as_config(version.template, version.model_config)
+    with memo.lock:
+        memo.sources[key] = (now, config)
+    return dict(config)
 
 
 def load_config(uri: str, tracking: str | None = None) -> dict:
     """The plain config dict registered at `uri` (e.g. models:/NAME@production). A version's files are
-    downloaded once per process; an alias is looked up again after ALIAS_TTL_S, so a long-running process
+    downloaded once per session (the current one); an alias is looked up again after ALIAS_TTL_S, so a long-running process
     follows a promotion."""
-    if not isinstance(uri, str) or not uri.startswith(("models:/", "runs:/")):
-        raise ConfigError(f"a registered config URI looks like models:/NAME@alias, got {uri!r}")
+    if not isinstance(uri, str) or not uri.startswith(("models:/", "runs:/", "prompts:/")):
+        raise ConfigError(f"a registered config URI looks like models:/NAME@alias or prompts:/NAME@alias, got {uri!r}")
     tracking = tracking_uri(tracking)
-    config = json.loads(_load(_resolve(uri, tracking), tracking, uri))
+    memo = current_session().registry
+    if uri.startswith("prompts:/"):
+        config = _load_prompt(uri, tracking, memo)
+    else:
+        config = json.loads(_load(_resolve(uri, tracking, memo), tracking, uri, memo))
     refuse_endpoints(config, uri)
     return config

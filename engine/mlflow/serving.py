@@ -162,7 +162,7 @@ def pip_requirements() -> list[str]:
     """What a fresh environment needs (`mlflow models serve --env-manager virtualenv` builds it): the engine
     itself, as it was installed (from a folder, a VCS URL or an index), and what its serving path imports."""
     out = [_engine_requirement()]
-    for name in ("mlflow", "openai", "lmdb", "orjson", "tenacity", "pyyaml", "tqdm", "pandas"):
+    for name in ("mlflow", "openai", "lmdb", "orjson", "pyyaml", "tqdm", "pandas"):
         try:
             out.append(f"{name}=={version(name)}")
         except PackageNotFoundError:

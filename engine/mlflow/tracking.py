@@ -21,12 +21,14 @@ import tempfile
 import time
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..core.redaction import public_view
 from ..core.secret_shapes import redact_text
-from ..core.records import TrialRecord
+from ..core.records import Summary, TrialRecord
+from ..tuning.flaml_adapter import describe, is_domain
 from .store import ensure_store
 
 PARAM_MAX = 6000  # MLflow's limit on a param value
@@ -116,33 +118,20 @@ def process_alive(tag: str) -> bool | None:
     return _start_ticks(pid) == ticks
 
 
-def _is_domain(value: Any) -> bool:
-    return value is SEARCHED or (hasattr(value, "sample") and hasattr(value, "get_sampler"))
-
-
 SEARCHED = object()  # a key the tuner searches without a domain in the space
 
 
+def _is_domain(value: Any) -> bool:
+    return value is SEARCHED or is_domain(value)
+
+
 def describe_domain(value: Any) -> Any:
-    """A FLAML domain as the text that would write it (`lograndint(8, 64)`, `uniform(0, 2)`, `choice(1, 2)`);
-    lists are choices (kept as lists), constants stay as they are."""
-    if not _is_domain(value):
+    """A FLAML domain as the text that would write it (`lograndint(8, 64)`, `uniform(0, 2)`), a choice as
+    {"choice": [...]}; constants stay as they are."""
+    if value is SEARCHED or not is_domain(value):
         return value
     categories = getattr(value, "categories", None)
-    if categories is not None:
-        return {"choice": list(categories)}
-    sampler = value.get_sampler()
-    q = getattr(sampler, "q", None)
-    inner = getattr(sampler, "sampler", sampler)
-    kind = type(inner).__name__.lstrip("_").lower()  # uniform, loguniform, normal
-    integer = type(value).__name__ == "Integer"
-    if kind == "normal":
-        name, args = "randn", [getattr(inner, "mean", 0), getattr(inner, "sd", 1)]
-    else:
-        log = kind == "loguniform"
-        name = ("q" if q else "") + ("log" if log else "") + ("randint" if integer else "uniform")
-        args = [value.lower, value.upper] + ([q] if q else [])
-    return f"{name}({', '.join(f'{a:g}' if isinstance(a, float) else str(a) for a in args)})"
+    return {"choice": list(categories)} if categories is not None else describe(value)
 
 
 def readable_space(space: dict) -> dict:
@@ -210,11 +199,12 @@ TEST_NAMES = {"cost": "cost_usd", "inference_cost": "inference_cost_usd_per_inst
               "saved": "saved_by_cache_usd", "unanswered_usd": "unanswered_usd"}
 
 
-def parent_metrics(tune_metrics: dict, test_result: dict, summary) -> dict:
-    """The parent run's numbers: `tune_<metric>`, `test_<metric>`, the test's costs with units, and the
-    run's totals (`paid_usd`, `saved_by_cache_usd`, trials)."""
+def parent_metrics(tune_metrics: dict, tested, summary: Summary) -> dict:
+    """The parent run's numbers: `tune_<metric>`, `test_<metric>`, the test's costs with units (from its
+    accounting, apart from eval_func's metrics), and the run's totals (`paid_usd`, `saved_by_cache_usd`, trials)."""
     out = {f"tune_{k}": v for k, v in tune_metrics.items()}
-    out.update({f"test_{TEST_NAMES.get(k, k)}": v for k, v in test_result.items()})
+    out.update({f"test_{k}": v for k, v in tested.metrics.items()})
+    out.update({f"test_{TEST_NAMES.get(k, k)}": v for k, v in tested.accounting.items()})
     for phase, interval in (("tune", summary.tune_interval), ("test", summary.test_interval)):
         if interval is not None:
             out.update({f"{phase}_{k}": v for k, v in interval.as_metrics(summary.metric).items()})
@@ -225,14 +215,14 @@ def parent_metrics(tune_metrics: dict, test_result: dict, summary) -> dict:
     return out
 
 
-def summary_line(summary) -> str:
+def summary_line(summary: Summary) -> str:
     """The run's description: what won, why, how sure its numbers are and what it costs."""
     def fmt(value, interval):
         if value is None:
             return "-"
         return f"{value:.3f} [{interval.low:.3f}, {interval.high:.3f}]" if interval else f"{value:.3f}"
 
-    per_1k_usd = summary.test_result.get("inference_cost", 0.0) * 1000
+    per_1k_usd = (summary.test_cost_per_instance or 0.0) * 1000
     carry = summary.carry_over()
     return (f"{summary.metric} {fmt(summary.test_metric, summary.test_interval)} on test, "
             f"{fmt(summary.tune_metric, summary.tune_interval)} on tune (95% CIs) at ${per_1k_usd:.4f} per 1K "
@@ -270,6 +260,8 @@ class Tracker:
         self.run_id: str | None = None
         self.space: dict | None = None
         self.trial_runs: dict[int, str] = {}  # trial number -> its child run
+        self._logging: ThreadPoolExecutor | None = None  # logs trials off the tune's critical path
+        self._queued: list = []
         self.source: dict[str, str] = {}  # MLflow's standard tags, the same on the parent and its trials
 
     def start(self, params: dict, tags: dict, inputs: dict[str, list[dict]] | None = None,
@@ -307,6 +299,24 @@ class Tracker:
                 self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_trial(self, trial: TrialRecord) -> None:
+        """Queue the trial's child run for the tracker's logging thread: MLflow's calls (one round trip each
+        on a tracking server) never hold up the tune; `finish` and `end` wait for the queue to drain."""
+        if self._logging is None:
+            self._logging = ThreadPoolExecutor(1, thread_name_prefix="mlflow-log")  # one thread: trial order
+        self._queued.append(self._logging.submit(self._log_trial, trial))
+
+    def drain(self, raise_errors: bool = True) -> None:
+        """Wait until every queued trial is logged; the first failure is raised (or dropped, on the way out
+        of a failed run, whose own error matters more)."""
+        queued, self._queued = self._queued, []
+        errors = [f.exception() for f in queued if f.exception() is not None]
+        if self._logging is not None:
+            self._logging.shutdown(wait=True)
+            self._logging = None
+        if errors and raise_errors:
+            raise errors[0]
+
+    def _log_trial(self, trial: TrialRecord) -> None:
         """A nested child run over the trial's real start and end: its config as params, its numbers as
         metrics, named by what it chose."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -336,6 +346,8 @@ class Tracker:
         """The best config (artifacts, and params `best.*`), the best trial marked and linked, the metrics,
         the plot and the one-line summary as the run's description; then FINISHED."""
         from .plots import cost_vs_metric
+
+        self.drain()
 
         self._log(self.run_id, params={f"best.{k}": v for k, v in public_view(best_config).items()},
                   metrics=metrics)
@@ -374,6 +386,7 @@ class Tracker:
         (and the run's description), its traceback the artifact error.txt."""
         if not self.run_id:
             return
+        self.drain(raise_errors=error is None)
         if error is not None:
             message = f"{type(error).__name__}: {error}".strip().rstrip(":")
             try:

@@ -64,8 +64,8 @@ class BudgetGuard:
     """
 
     def __init__(self, limit: float | None = None):
-        if limit is not None and limit <= 0:
-            raise BudgetError(f"a budget must be > 0 dollars, got {limit}")
+        if limit is not None and not limit >= 0:  # 0 is a trial's allowance on a free model; NaN is refused
+            raise BudgetError(f"a budget must be >= 0 dollars, got {limit}")
         self.limit = limit
         self.paid = 0.0
         self.charged = 0.0

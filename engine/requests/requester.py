@@ -20,16 +20,10 @@ from .providers import ENDPOINT_KEYS, Endpoint, ProviderClient, resolve_endpoint
 from ..core.templates import render, render_messages
 
 # Config keys that steer the engine and are never sent nor part of a cache key.
-CONTROL_KEYS = frozenset({"seed", "config_list", "request_timeout", "max_retry_period", "retry_wait_time",
-                          "retry_timeout", "use_cache",
-                          # the seed library's create() arguments (pyautogen 0.1.x): they steer the call
-                          "filter_func", "raise_on_ratelimit_or_timeout", "allow_format_str_template", "api_key_path"})
-# The seed library's per-call transport settings -> this engine's RetryPolicy/timeout (retry_timeout is the
-# older name of max_retry_period).
-TRANSPORT_KEYS = {"request_timeout": "timeout", "max_retry_period": "retry_period", "retry_timeout": "retry_period",
-                  "retry_wait_time": "retry_wait"}
+CONTROL_KEYS = frozenset({"seed", "config_list", "request_timeout", "max_retry_period", "retry_wait_time", "use_cache"})
+# Per-call transport settings -> the fields of a PreparedRequest (never part of a cache key).
+TRANSPORT_KEYS = {"request_timeout": "timeout", "max_retry_period": "retry_period", "retry_wait_time": "retry_wait"}
 _POSITIVE_INT = ("n", "max_tokens")
-_RETRY_PERIOD_KEYS = frozenset({"max_retry_period", "retry_timeout"})
 
 
 @dataclass(frozen=True)
@@ -94,7 +88,7 @@ def prepare(config: Mapping[str, Any], context: Mapping | None, catalog: ModelCa
         except MissingCredentialsError as exc:  # another endpoint may still serve it
             missing.append(exc)
             continue
-        if i < last and not _RETRY_PERIOD_KEYS & merged.keys():
+        if i < last and "max_retry_period" not in merged:
             request = replace(request, retry_period=0.0)  # as 0.1.x: the next entry at once, the last one retries
         prepared.append(request if i == 0 else replace(request, entry_index=i))
     if not prepared:
@@ -124,7 +118,7 @@ def _prepare_one(config: Mapping[str, Any], context, catalog, default_seed, forc
     _validate_params(params)
     if isinstance(params.get("stop"), tuple):
         params["stop"] = list(params["stop"])
-    endpoint = resolve_endpoint(spec, overrides)
+    endpoint = resolve_endpoint(spec, overrides, catalog.endpoints)
     chat = force_chat or endpoint.chat
     if chat != endpoint.chat:
         endpoint = _with_chat(endpoint, chat)
@@ -157,8 +151,10 @@ def _transport(config: Mapping[str, Any]) -> dict:
         value, field_name = config[key], TRANSPORT_KEYS[key]
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{key} must be a number of seconds > 0, got {value!r}")
+        zero_ok = key != "request_timeout"  # a retry period of 0: one attempt, no retry (as 0.1.x)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                or value < 0 or (value == 0 and not zero_ok):
+            raise ConfigError(f"{key} must be a number of seconds {'>= 0' if zero_ok else '> 0'}, got {value!r}")
         out[field_name] = float(value)
     return out
 

@@ -20,7 +20,7 @@ class Task:
     max_tokens: Any = None
     metric: str = "success"
     mode: str = "max"
-    description: str = ""
+    description: str = ""  # one line, shown as the MLflow run's `task_description` tag
     test_fraction: float = 0.5
     splits: dict[str, list[dict]] | None = None  # explicit splits, when the data comes with them
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..requests.budget import worst_case_cost, worst_case_tokens
+from ..core.numbers import is_number
 from ..core.errors import BudgetError, ConfigError
 from ..core.models import ModelCatalog
 from ..requests.requester import prepare
@@ -100,7 +101,7 @@ def dry_run_eval_func(spec: TuneSpec) -> None:
         if spec.metric not in probe:
             raise ConfigError(f"metric {spec.metric!r} is not in eval_func's result (it returns {sorted(probe)})")
         value = probe[spec.metric]
-        if isinstance(value, str) or not isinstance(value, (int, float)) and not hasattr(value, "item"):
+        if not is_number(value):
             raise ConfigError(f"eval_func's {spec.metric!r} is {value!r}: a metric must be a number (or a bool)")
         if not math.isfinite(float(value)):
             raise ConfigError(f"eval_func's {spec.metric!r} is {float(value)} when given the answers {answers!r} for "

@@ -21,7 +21,10 @@ def n_ladder(n: int) -> list[int]:
     return steps + [n]
 
 
-def subset_sizes(total: int, first: int) -> list[int]:
+FIRST_SUBSET = 8  # EcoOptiGen's first data subset: a config is judged on 8 points before it gets more
+
+
+def subset_sizes(total: int, first: int = FIRST_SUBSET) -> list[int]:
     """Growing data subsets: first, 2*first, ... total."""
     sizes, k = [], max(1, min(first, total))
     while k < total:

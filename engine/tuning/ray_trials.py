@@ -23,7 +23,6 @@ import pickle
 import socket
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,16 +102,12 @@ class RecordingCacheRoot(CacheRoot):
         return wrapper
 
 
-_worker_providers: ProviderClient | None = None  # one set of clients and one loop per worker process
-_worker_lock = threading.Lock()
-
-
 def _providers(policy: RetryPolicy, timeout: float) -> ProviderClient:
-    global _worker_providers
-    with _worker_lock:
-        if _worker_providers is None:
-            _worker_providers = ProviderClient(policy, timeout)
-    return _worker_providers.with_settings(policy, timeout)
+    """The worker process's clients and loop: its own session's (made on first use, then reused by every
+    trial this worker runs), with the driver's retry policy and timeout."""
+    from ..session import current_session
+
+    return current_session().providers.with_settings(policy, timeout)
 
 
 def evaluate_trial(job: TrialJob) -> TrialResult:
@@ -181,7 +176,7 @@ class RayTrials:
             result: TrialResult = await self._remote.remote(job)
         except self._ray.exceptions.RayError as exc:
             allowance.unanswered_attempt(allowance.limit)  # it may have spent all of it: keep it counted
-            raise EngineError(f"trial {record.number} was lost on its Ray worker: {_first_line(exc)}") from None
+            raise EngineError(f"trial {record.number} was lost on its Ray worker: {_last_line(exc)}") from None
         for seed, key, response in result.responses:
             refused = self.requester.caches.for_seed(seed).put(key, response)
             if refused:
@@ -229,7 +224,8 @@ def _picklable(exc: BaseException) -> bool:
         return False
 
 
-def _first_line(exc: BaseException) -> str:
+def _last_line(exc: BaseException) -> str:
+    """A Ray error's last line: the cause, under the remote traceback Ray puts above it."""
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
 
@@ -240,7 +236,8 @@ def _connect(settings: RaySettings):
     try:
         import ray
     except ImportError:
-        raise ConfigError("parallel=ray needs Ray: pip install 'ray>=2.9'") from None
+        raise ConfigError("parallel=ray needs Ray, the [ray] extra: pip install 'engine[ray]' (make setup "
+                          "installs it)") from None
     if ray.is_initialized():
         return ray
     address = None if settings.address in (None, "local") else settings.address
@@ -253,5 +250,5 @@ def _connect(settings: RaySettings):
                  logging_level=logging.WARNING, configure_logging=True,
                  **({"num_cpus": max(settings.workers, os.cpu_count() or 1)} if address is None else {}))
     except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError...
-        raise ConfigError(f"cannot start or reach Ray at {address or 'a local instance'}: {_first_line(exc)}") from None
+        raise ConfigError(f"cannot start or reach Ray at {address or 'a local instance'}: {_last_line(exc)}") from None
     return ray

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable
 
 from ..requests.budget import BudgetGuard
 from ..core.records import TrialRecord
+from .flaml_adapter import as_flaml_result
 
 MAX_EMPTY_SUGGESTIONS = 100  # FLAML's own limit on consecutive suggestions that came back empty
 
@@ -124,12 +125,5 @@ class TrialScheduler:
             if result is None:
                 stopping = True  # finish what is in flight (its money is admitted), suggest nothing more
             else:
-                self.runner.process_trial_result(trial, _as_flaml_result(result, trial.config))
+                self.runner.process_trial_result(trial, as_flaml_result(result, trial.config))
             self.runner.stop_trial(trial)
-
-
-def _as_flaml_result(result: dict, config: dict) -> dict:
-    """What flaml.tune.report adds to a result before the searcher sees it."""
-    out = dict(result, training_iteration=0, config=config)
-    out.update({f"config/{k}": v for k, v in config.items()})
-    return out

@@ -6,23 +6,13 @@ Prompts, chat prefixes and stop lists are searched by index (FLAML samples numbe
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing; tuning does not need it
-    warnings.simplefilter("ignore")
-    from flaml import tune
-
-# flaml.tune hands out Ray Tune's domain classes when Ray is installed and its own otherwise: take the
-# classes from wherever its domain functions come from, so isinstance checks hold in both cases.
-_sample = importlib.import_module(tune.randint.__module__)
-Categorical, Domain, Float, Integer = _sample.Categorical, _sample.Domain, _sample.Float, _sample.Integer
-
 from ..core.config import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_N, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from ..core.errors import ConfigError
+from .flaml_adapter import BlendSearch, Categorical, Domain, Float, Integer, bounds, describe, tune
 
 def default_space() -> dict:
     """What is searched unless the caller says otherwise (the caller's `**config` updates it); the ranges
@@ -82,7 +72,7 @@ class SearchSpace:
         values = list(_domains_named(self.space, name))
         if not values:
             raise KeyError(name)
-        lows, highs = zip(*(_domain_bounds(v) for v in values))
+        lows, highs = zip(*(bounds(v) for v in values))
         return min(lows), max(highs)
 
     def size(self) -> float:
@@ -159,7 +149,6 @@ def starting_points(space: "SearchSpace", metric: str, mode: str) -> list[dict] 
     model, so each model is tried once before the search moves on (None for one model)."""
     if len(space.models) < 2:
         return None
-    from flaml import BlendSearch  # the first suggestion of a throwaway search of the same space
 
     first = BlendSearch(metric=metric, mode=mode, space=space.space).suggest("start")
     sub = first["subspace"]
@@ -183,7 +172,7 @@ def _check_positive(space: dict) -> None:
             continue
         if isinstance(value, Categorical) and not all(isinstance(c, int) for c in value.categories):
             raise ConfigError(f"{name} must be a whole number, got {describe(value)}")
-        low = _domain_bounds(value)[0] if isinstance(value, Domain) else value
+        low = bounds(value)[0] if isinstance(value, Domain) else value
         if not isinstance(low, (int, float)) or low < 1:
             raise ConfigError(f"{name} must be >= 1 everywhere in the search space, got {describe(value)}")
 
@@ -205,19 +194,6 @@ def _domains_named(space: dict, name: str):
             for cat in value.categories:
                 if isinstance(cat, dict):
                     yield from _domains_named(cat, name)
-
-
-def _domain_bounds(value) -> tuple[float, float]:
-    """Lowest and highest value a domain can give: randint/lograndint exclude their upper bound,
-    qrandint includes it."""
-    if isinstance(value, Integer):
-        quantized = type(value.get_sampler()).__name__ == "Quantized"
-        return value.lower, value.upper if quantized else value.upper - 1
-    if isinstance(value, Float):
-        return value.lower, value.upper
-    if isinstance(value, Categorical):
-        return min(value.categories), max(value.categories)
-    return value, value
 
 
 def _size(value) -> float:
@@ -270,24 +246,3 @@ def to_domain(value: Any, path: str):
     return value
 
 
-def describe(value) -> str:
-    """A domain as it is written (`lograndint(4, 16)`, `choice([1, 2])`), not `<Integer object at 0x...>`."""
-    if isinstance(value, Categorical):
-        return f"choice({[describe(c) if isinstance(c, (dict, Domain)) else c for c in value.categories]})"
-    if isinstance(value, (Integer, Float)):
-        sampler, q = value.get_sampler(), None
-        if type(sampler).__name__ == "Quantized":
-            sampler, q = sampler.sampler, sampler.q
-        kind = type(sampler).__name__
-        if kind == "_Normal":
-            return f"randn({sampler.mean:g}, {sampler.sd:g})"
-        log = kind == "_LogUniform"
-        if isinstance(value, Integer):
-            name = "qrandint" if q else "lograndint" if log else "randint"
-        else:
-            name = ("qloguniform" if log else "quniform") if q else "loguniform" if log else "uniform"
-        args = [value.lower, value.upper] + ([q] if q else [])
-        return f"{name}({', '.join(f'{a:g}' for a in args)})"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
-    return repr(value)

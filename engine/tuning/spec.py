@@ -40,9 +40,8 @@ class RaySettings:
 class TuneSpec:
     """The seed API's `tune(...)` arguments, as one value.
 
-    `space` updates the default search space (the seed's `**config`); `initial_subset` is the first data
-    subset EcoOptiGen evaluates a config on (default: 8 points, or all of them when fewer); `concurrency`
-    bounds requests in flight across all trials, `trials` the trials in flight together.
+    `space` updates the default search space (the seed's `**config`); `concurrency` bounds requests in
+    flight across all trials, `trials` the trials in flight together.
     """
 
     data: Sequence[Mapping]
@@ -57,7 +56,6 @@ class TuneSpec:
     force_chat: bool = False
     progress: bool = True
     space: dict = field(default_factory=dict)
-    initial_subset: int | None = None
     trials: int | None = None  # trials in flight together; None: half of `concurrency` (at least 1)
     ray: RaySettings | None = None  # trials on Ray workers instead of this process's event loop
     selection: str = "best"  # which trial ships: best (cost breaks ties) or 1se (see tuning/selection.py)
@@ -80,15 +78,10 @@ class TuneSpec:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"concurrency must be a positive integer, got {self.concurrency!r}")
         check_rule(self.selection)
-        self.initial_subset = self.initial_subset or max(1, min(len(self.data), 8))
         if isinstance(self.ray, dict):
             self.ray = RaySettings(**self.ray)
         if self.trials is None:
             self.trials = self.ray.workers if self.ray else max(1, self.concurrency // 2)
         if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
             raise ConfigError(f"trials must be a positive integer (trials in flight together), got {self.trials!r}")
-
-    def worst(self) -> float:
-        """The metric value that loses to every other."""
-        return -math.inf if self.mode == "max" else math.inf
 

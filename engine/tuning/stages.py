@@ -67,7 +67,7 @@ class StageRunner:
         n = record.config.get("n", 1)
         total = len(self.spec.data)
         answers = _Answers([[] for _ in range(total)], [None] * total)
-        for size in subset_sizes(total, self.spec.initial_subset):
+        for size in subset_sizes(total):
             points = range(record.data_used, size)
             if not await self._step(record, evaluator, answers, points, 1, label, first=True):
                 return

@@ -8,19 +8,10 @@ one config is evaluated) and the `TrialReporter` (what is said and logged); FLAM
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
-
-with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing; tuning does not need it
-    warnings.simplefilter("ignore")
-    from flaml import BlendSearch
-    from flaml.tune.tune import ExperimentAnalysis
-    from flaml.tune.trial_runner import SequentialTrialRunner
 
 from ..requests.budget import BudgetGuard
 from ..core.errors import AuthenticationError, BudgetError, BudgetOverrunError, ProviderError, SearchFailedError
@@ -30,6 +21,7 @@ from ..requests.requester import Requester
 from .preflight import dry_run_eval_func, estimate, trial_worst_case
 from .pruning import CostPruner
 from .reporter import TrialReporter
+from .flaml_adapter import BlendSearch, ExperimentAnalysis, SequentialTrialRunner, quiet_search_logs
 from .scheduler import OrderedAdmission, Snapshot, TrialScheduler
 from .selection import Choice, Leader, choose
 from .space import build_space, starting_points
@@ -57,7 +49,6 @@ class Tuner:
         self.leader = Leader(spec.metric, spec.mode, spec.selection, len(spec.data))  # best so far, for pruning
         self.choice: Choice | None = None  # what the tune ships, once it has ended (see selection.py)
         self.stopped_by_budget = False
-        self.stopped_by_pruning = False
         self._free_prunes = 0  # consecutive trials pruned from the table alone: they cost the search nothing
         self._bad_answers = 0  # consecutive trials ended by a 200 the engine could not use
         self._stop = threading.Event()  # Ctrl-C: no new request, no new trial
@@ -90,7 +81,7 @@ class Tuner:
             from .ray_trials import RayTrials  # Ray is imported only by those who ask for it
             self._remote = RayTrials(spec.ray, spec, self.requester, self.seed)
             self.reporter.say(f"trials on Ray: {spec.trials} at once, {self._remote.describe()}")
-        with self.reporter, _quiet_search_logs(), ThreadPoolExecutor(1, thread_name_prefix="eval_func") as scorer:
+        with self.reporter, quiet_search_logs(), ThreadPoolExecutor(1, thread_name_prefix="eval_func") as scorer:
             search = BlendSearch(metric=spec.metric, mode=spec.mode, space=self.space.space, cost_attr="cost_usd",
                                  cost_budget=spec.optimization_budget, metric_constraints=constraints,
                                  points_to_evaluate=starting_points(self.space, spec.metric, spec.mode))
@@ -188,7 +179,6 @@ class Tuner:
             return None
         self._free_prunes = self._free_prunes + 1 if record.pruned and not record.requests else 0
         if self._free_prunes >= MAX_FREE_PRUNES:
-            self.stopped_by_pruning = True
             self.reporter.say(f"{MAX_FREE_PRUNES} trials in a row were pruned without a request: every config "
                               "left is known to exceed the inference budget; stopping")
             return None
@@ -210,26 +200,3 @@ class Tuner:
         unkept = self.requester.caches.unkept.line()
         return (f"tune {end}: {len(self.trials)} trials ({pruned} pruned), {best}; paid ${self.guard.paid:.6f}"
                 f"{unanswered}, cache saved ${self.guard.saved:.6f}" + (f"; {unkept}" if unkept else ""))
-
-
-@contextlib.contextmanager
-def _quiet_search_logs():
-    """FLAML's per-trial INFO lines and optuna's per-study ones are noise here; set only while a tune runs,
-    so that importing the engine changes no other library's logging."""
-    loggers = [logging.getLogger(name) for name in ("flaml.tune.tune", "flaml.tune.searcher.blendsearch", "optuna")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.level, logging.WARNING))
-    try:
-        import optuna
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
-    except ImportError:  # pragma: no cover - flaml[blendsearch] brings optuna
-        optuna = None
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-        if optuna is not None:
-            optuna.logging.set_verbosity(verbosity)

@@ -1,7 +1,6 @@
 """Resolve where a request goes: a model spec plus optional per-endpoint overrides (a config_list entry)."""
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 
@@ -10,7 +9,7 @@ from ...core.models import ModelSpec
 
 # Keys a config_list entry (or a config) may carry to reach an endpoint; none of them enters a cache key
 # except through `Endpoint.identity()`, and credentials never do.
-ENDPOINT_KEYS = frozenset({"api_key", "api_key_env", "base_url", "api_base", "api_type", "api_version", "organization"})
+ENDPOINT_KEYS = frozenset({"api_key", "api_key_env", "base_url", "api_type", "api_version", "organization"})
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "compatible": None, "embedded": None}
 
 
@@ -39,15 +38,18 @@ class Endpoint:
         return f"{self.provider} endpoint {where} (model {self.api_model})"
 
 
-def resolve_endpoint(spec: ModelSpec, overrides: dict | None = None) -> Endpoint:
+MEMO_SIZE = 1024  # resolved endpoints kept per memo (a session's catalog holds one)
+
+
+def resolve_endpoint(spec: ModelSpec, overrides: dict | None = None, memo: dict | None = None) -> Endpoint:
     """Merge a model spec with overrides; look the key up in the environment; fail early if it is missing.
 
-    Memoised on the spec, the overrides and the environment variables read, so the cache-hit path
-    does not rebuild an Endpoint per call, yet a changed environment is seen at once.
+    With `memo` (the session's: `ModelCatalog.endpoints`), memoised on the spec, the overrides and the
+    environment variables read, so the cache-hit path does not rebuild an Endpoint per call, yet a changed
+    environment is seen at once. The memo holds keys, so it lives and dies with its session, never in a
+    module-level cache.
     """
     o = overrides or {}
-    if o.get("api_type") == "open_ai":  # the legacy spelling
-        o = dict(o, api_type="openai")
     provider = o.get("api_type") or spec.provider
     if o and _elsewhere(provider, o):  # served at the entry's own base_url: not by the engine nor by api.openai.com
         provider = "compatible"
@@ -56,24 +58,31 @@ def resolve_endpoint(spec: ModelSpec, overrides: dict | None = None) -> Endpoint
     env = (os.environ.get(key_env) if key_env else None,
            *((os.environ.get("AZURE_OPENAI_ENDPOINT"), os.environ.get("OPENAI_API_VERSION"))
              if provider == "azure" else (None, None)))
-    return _resolve(spec, tuple(sorted(o.items())) if o else (), key_env, env)
+    if memo is None:
+        return _resolve(spec, tuple(sorted(o.items())) if o else (), key_env, env)
+    key = (spec, tuple(sorted(o.items())) if o else (), key_env, env)
+    endpoint = memo.get(key)
+    if endpoint is None:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        endpoint = memo[key] = _resolve(*key)
+    return endpoint
 
 
 def _elsewhere(provider: str, overrides: dict) -> bool:
-    """An entry gives its own base_url (0.1.x: api_base) for an embedded or OpenAI model: a compatible server
-    there serves it (an OpenAI key from the environment is not sent to it; the entry's own key is)."""
-    url = overrides.get("base_url") or overrides.get("api_base")
+    """An entry gives its own base_url for an embedded or OpenAI model: a compatible server there serves it
+    (an OpenAI key from the environment is not sent to it; the entry's own key is)."""
+    url = overrides.get("base_url")
     return bool(url) and (provider == "embedded" or (provider == "openai" and "api.openai.com" not in url))
 
 
-@functools.lru_cache(maxsize=1024)
 def _resolve(spec: ModelSpec, override_items: tuple, key_env: str | None, env: tuple) -> Endpoint:
     o = dict(override_items)
     env_key, env_azure_endpoint, env_api_version = env
     provider = o.get("api_type") or spec.provider
     if provider not in DEFAULT_KEY_ENV:
         raise ConfigError(f"api_type must be one of {sorted(DEFAULT_KEY_ENV)}, got {provider!r}")
-    base_url = o.get("base_url") or o.get("api_base") or spec.base_url
+    base_url = o.get("base_url") or spec.base_url
     api_version = o.get("api_version") or spec.api_version
     if provider == "azure":
         base_url = base_url or env_azure_endpoint

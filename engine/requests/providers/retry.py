@@ -1,16 +1,16 @@
-"""Retries in one place: tenacity with exponential backoff and jitter that honours Retry-After.
+"""What to retry and how long to wait: exponential backoff with jitter that honours Retry-After.
 
 429, 5xx, timeouts and dropped connections are retried up to a total time; 400/401/403/404 are not,
-and surface at once with the provider's own message (with any credential scrubbed from it).
+and surface at once with the provider's own message (with any credential scrubbed from it). The loop that
+makes the attempts is `ProviderClient.acomplete`.
 """
 from __future__ import annotations
 
-import functools
+import random
 import re
 from dataclasses import dataclass
 
 import openai
-from tenacity import retry_if_exception, stop_before_delay, wait_exponential_jitter
 
 from ...core.config import RequestsConfig
 from ...core.errors import AuthenticationError, ProviderError
@@ -34,7 +34,7 @@ def possibly_billed(exc: BaseException) -> bool:
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
-    """The server's Retry-After (or retry-after-ms) in seconds, if it sent one."""
+    """The server's Retry-After (or retry-after-ms) in seconds, if it sent one (read here only)."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:
@@ -63,18 +63,16 @@ class RetryPolicy:
         return cls(max_total_seconds=float(cfg.max_retry_period), initial_wait=float(cfg.retry_wait_time),
                    max_wait=float(cfg.max_wait), jitter=float(cfg.jitter))
 
-    @functools.cached_property
-    def tenacity_kwargs(self) -> dict:
-        """Keyword arguments for a fresh tenacity `Retrying` per request (built once per policy)."""
-        backoff = wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait, jitter=self.jitter)
-
-        def wait(state) -> float:
-            hinted = retry_after_seconds(state.outcome.exception())
-            base = backoff(state)
-            return max(base, hinted) if hinted is not None else base
-
-        return dict(retry=retry_if_exception(is_retryable), wait=wait,
-                    stop=stop_before_delay(self.max_total_seconds), reraise=True)
+    def wait(self, attempt: int, exc: BaseException) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1: the first): initial_wait doubled per
+        attempt plus up to `jitter`, at most max_wait (tenacity's wait_exponential_jitter), or the server's
+        Retry-After when it asks for longer (never cut to max_wait: if it does not fit, the request gives up)."""
+        try:
+            backoff = min(self.initial_wait * 2.0 ** (attempt - 1) + random.uniform(0.0, self.jitter), self.max_wait)
+        except OverflowError:
+            backoff = self.max_wait
+        hinted = retry_after_seconds(exc)
+        return hinted if hinted is not None and hinted > backoff else backoff
 
 
 def scrub(text: str, secret: str | None) -> str:
