@@ -328,3 +328,32 @@ def test_model_choice_is_searched_starting_with_every_model_on_the_same_settings
     first, second = [json.loads(line)["config"] for line in log.read_text().splitlines()[:2]]
     assert {first.pop("model"), second.pop("model")} == {"fake-chat", "fake-text"} and first == second
     assert {r["path"] for r in fake_models.requests} == {"/v1/chat/completions", "/v1/completions"}
+
+
+def test_the_tuned_config_carries_no_config_list_so_0_1_code_passes_its_own_again(fake, session):
+    """0.1.x: `config, _ = tune(..., config_list=cl)` then `create(context=point, config_list=cl, **config)` and
+    `test(data, eval_func, config_list=cl, **config)`; the tuned config must not hold the list, nor its keys."""
+    cl = [{"model": "gpt-4", "api_key": SECRET, "api_base": fake.base_url}]
+    data = [{"question": f"What is {a} + 1?", "answer": a + 1} for a in range(4)]
+    config, _ = autogen.Completion.tune(data, "success", "max", eval_func, optimization_budget=0.05, num_samples=2,
+                                        config_list=cl, model="gpt-4", prompt="{question}",
+                                        logging_level=logging.ERROR)
+    assert "config_list" not in config and SECRET not in json.dumps(config, default=str)
+    r = autogen.Completion.create(context=data[0], config_list=cl, **config)
+    assert autogen.Completion.extract_text(r)
+    result = autogen.Completion.test(data, eval_func, config_list=cl, **config)
+    assert "success" in result
+
+
+@pytest.mark.parametrize("model, prompt_1k, completion_1k", [("text-ada-001", 0.0004, 0.0004),
+                                                             ("text-davinci-003", 0.02, 0.02),
+                                                             ("gpt-4-0314", 0.03, 0.06)])
+def test_retired_openai_models_cost_what_0_1_priced_them(fake, session, model, prompt_1k, completion_1k):
+    """0.1.x code and old logs name models genai-prices no longer lists under OpenAI: they are still priced."""
+    cl = [{"model": model, "api_key": SECRET, "api_base": fake.base_url}]
+    r = autogen.Completion.create(config_list=cl, prompt="What is 2 + 5?", max_tokens=4)
+    usage = r["usage"]
+    expected = (usage["prompt_tokens"] * prompt_1k + usage["completion_tokens"] * completion_1k) / 1000
+    assert r["cost"] == pytest.approx(expected) and r["cost"] > 0
+    logged = {"model": model, "usage": usage, "choices": r["choices"]}
+    assert autogen.Completion.cost(logged) == pytest.approx(expected)  # an old log's response, priced by its model

@@ -256,7 +256,10 @@ class Completion(metaclass=_SeedSettings):
                             progress=logging_level <= logging.WARNING, space=translate(config))
             tuner = Tuner(spec, session.requester.for_run(), session.seed)
             session.last_eval_func = eval_func
-            return tuner.run()
+            best, analysis = tuner.run()
+            # the endpoints (and their keys) are the caller's, not the tuned config's: 0.1.x code passes its
+            # config_list again beside it, `create(context, config_list=cl, **config)`
+            return {k: v for k, v in best.items() if k != "config_list"}, analysis
 
 
 class ChatCompletion(Completion):
