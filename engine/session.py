@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
@@ -31,9 +32,31 @@ class RegistryMemo:
     """What a session remembers of the MLflow registry: where an alias pointed (and when it was looked up),
     and the config text of each version it downloaded."""
 
-    sources: dict = field(default_factory=dict)  # (uri, tracking) -> (monotonic time, artifact source)
+    sources: dict = field(default_factory=dict)  # (uri, tracking) -> (monotonic time, what it resolved to)
     configs: dict = field(default_factory=dict)  # (source, tracking) -> config JSON
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def recent(self, key, ttl: float, compute):
+        """`compute()`, reused for `ttl` seconds (an alias can move: it is looked up again after that)."""
+        now = time.monotonic()
+        with self.lock:
+            hit = self.sources.get(key)
+        if hit and now - hit[0] < ttl:
+            return hit[1]
+        value = compute()
+        with self.lock:
+            self.sources[key] = (now, value)
+        return value
+
+    def once(self, key, compute):
+        """`compute()`, kept for the session's life (a version's files never change)."""
+        with self.lock:
+            value = self.configs.get(key)
+        if value is None:
+            value = compute()
+            with self.lock:
+                self.configs[key] = value
+        return value
 
 
 class Session:

@@ -11,11 +11,10 @@ import json
 import re
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from ..core.config import TrackingConfig, check_uri
-from ..session import RegistryMemo, current_session
+from ..session import current_session
 from ..core.errors import ConfigError
 from ..core.secret_shapes import refuse_endpoints
 from ..core.redaction import public_view
@@ -169,15 +168,16 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     metrics = run.data.metrics
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(client.download_artifacts(run_id, "best_config.json", tmp))
-        config_path_text = config_path.read_text()
-        fields = config_fields(json.loads(config_path_text))
+        config = json.loads(config_path.read_text())
+        fields = config_fields(config)
         try:
             comparison = check_promotion(_holder(client, name, alias), fields, metric, metrics, mode, name, alias)
         except ConfigError as refused:
             if not force:
                 raise
             comparison = f"forced past: {refused}"
-        if _version_of_run(client, name, run_id) is None:
+        existing = _version_of_run(client, name, run_id)  # promoting a run again moves the alias, adds no version
+        if existing is None:
             model_dir = Path(tmp) / "model"
             _save_model(model_dir, config_path, fields)
             client.log_artifacts(run_id, str(model_dir), "model")
@@ -186,8 +186,7 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    config = json.loads(config_path_text)
-    version = _version_of_run(client, name, run_id)  # promoting a run again moves the alias, adds no version
+    version = existing
     if version is None:
         version = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run_id)
         figures = _figures(metric, metrics)
@@ -201,16 +200,15 @@ def promote(run_id: str | None = None, name: str | None = None, alias: str = "pr
         client.update_model_version(name, version.version, description=(
             f"{figures}. Config: {json.dumps(public_view(config))}. Input fields: {', '.join(fields) or 'none'}. "
             f"From tune run {run_id}" + (f"; prompt {prompt}" if prompt else "") + "."))
-    else:
-        version = client.get_model_version(name, version.version)
     promotion = {"alias": alias, "forced": str(bool(force)).lower(), "comparison": comparison[:5000]}
     for key, value in promotion.items():  # what this promotion was told and did, on the version it moved to
         client.set_model_version_tag(name, version.version, f"promotion.{key}", value)
     client.set_registered_model_alias(name, alias, version.version)
-    prompt = client.get_model_version(name, version.version).tags.get("prompt")
+    version = client.get_model_version(name, version.version)  # with its tags
+    prompt = version.tags.get("prompt")
     if prompt:
         client.set_prompt_alias(prompt_name(name), alias, int(prompt.rsplit("/", 1)[1]))
-    return client.get_model_version(name, version.version)  # with its tags
+    return version
 
 
 def guard_metrics(metric: str | None) -> set[str]:
@@ -287,29 +285,16 @@ def _artifact_source(client, uri: str) -> str:
     return client.get_model_version(name, number).source
 
 
-def _resolve(uri: str, tracking: str, memo: "RegistryMemo") -> str:
-    """Where `uri`'s files are, resolved again once ALIAS_TTL_S has passed (an alias moves; a version's
-    files do not)."""
-    key, now = (uri, tracking), time.monotonic()
-    with memo.lock:
-        hit = memo.sources.get(key)
-    if hit and now - hit[0] < ALIAS_TTL_S:
-        return hit[1]
+def _source(uri: str, tracking: str) -> str:
+    """Where `uri`'s files are."""
     try:
-        source = _artifact_source(_client(tracking), uri)
+        return _artifact_source(_client(tracking), uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing model or alias
         raise ConfigError(f"cannot load {uri} from {tracking}: {exc}") from None
-    with memo.lock:
-        memo.sources[key] = (now, source)
-    return source
 
 
-def _load(source: str, tracking: str, uri: str, memo: "RegistryMemo") -> str:
-    """The config text of a version's files, downloaded once per session."""
-    with memo.lock:
-        text = memo.configs.get((source, tracking))
-    if text is not None:
-        return text
+def _download(source: str, tracking: str, uri: str) -> str:
+    """The config text of a version's files."""
     import mlflow.artifacts
 
     try:
@@ -319,27 +304,16 @@ def _load(source: str, tracking: str, uri: str, memo: "RegistryMemo") -> str:
     files = list(Path(local).rglob("best_config.json")) or list(Path(local).rglob("*.json"))
     if not files:
         raise ConfigError(f"{uri} holds no config")
-    text = files[0].read_text()
-    with memo.lock:
-        memo.configs[(source, tracking)] = text
-    return text
+    return files[0].read_text()
 
 
-def _load_prompt(uri: str, tracking: str, memo: "RegistryMemo") -> dict:
-    """A prompt version's config (an alias is looked up again after ALIAS_TTL_S, as for models)."""
-    key, now = (uri, tracking), time.monotonic()
-    with memo.lock:
-        hit = memo.sources.get(key)
-    if hit and now - hit[0] < ALIAS_TTL_S:
-        return dict(hit[1])
+def _prompt_config(uri: str, tracking: str) -> dict:
+    """A prompt version's config."""
     try:
         version = _client(tracking).load_prompt(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises several kinds for a missing prompt or alias
         raise ConfigError(f"cannot load {uri} from {tracking}: {str(exc).splitlines()[0]}") from None
-    config = as_config(version.template, version.model_config)
-    with memo.lock:
-        memo.sources[key] = (now, config)
-    return dict(config)
+    return as_config(version.template, version.model_config)
 
 
 def load_config(uri: str, tracking: str | None = None) -> dict:
@@ -350,9 +324,10 @@ def load_config(uri: str, tracking: str | None = None) -> dict:
         raise ConfigError(f"a registered config URI looks like models:/NAME@alias or prompts:/NAME@alias, got {uri!r}")
     tracking = tracking_uri(tracking)
     memo = current_session().registry
-    if uri.startswith("prompts:/"):
-        config = _load_prompt(uri, tracking, memo)
+    if uri.startswith("prompts:/"):  # an alias is looked up again after ALIAS_TTL_S; a version is fetched once
+        config = dict(memo.recent((uri, tracking), ALIAS_TTL_S, lambda: _prompt_config(uri, tracking)))
     else:
-        config = json.loads(_load(_resolve(uri, tracking, memo), tracking, uri, memo))
+        source = memo.recent((uri, tracking), ALIAS_TTL_S, lambda: _source(uri, tracking))
+        config = json.loads(memo.once((source, tracking), lambda: _download(source, tracking, uri)))
     refuse_endpoints(config, uri)
     return config
