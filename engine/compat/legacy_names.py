@@ -24,8 +24,20 @@ def _entry(entry: Mapping[str, Any]) -> dict:
     return out
 
 
-def translate(config: Mapping[str, Any]) -> dict:
-    """`config` with 0.1.x names replaced by the engine's, in its config_list entries too."""
+_OLD_KEYS = frozenset(RENAMED) | DROPPED
+
+
+def _old(entry: Mapping[str, Any]) -> bool:
+    return not _OLD_KEYS.isdisjoint(entry.keys()) or entry.get("api_type") in VALUES["api_type"]
+
+
+def translate(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`config` with 0.1.x names replaced by the engine's, in its config_list entries too; `config` itself
+    when it has none (the cache-hit path of `create` pays one set check, not a copy)."""
+    entries = config.get("config_list")
+    if not _old(config) and not (isinstance(entries, (list, tuple))
+                                 and any(isinstance(e, Mapping) and _old(e) for e in entries)):
+        return config
     out = _entry(config)
     entries = out.get("config_list")
     if isinstance(entries, (list, tuple)):
