@@ -16,10 +16,11 @@ __all__ = ["FakeOpenAI", "fake_server_process", "interleaved_us", "per_call_us",
 
 
 @contextlib.contextmanager
-def fake_server_process(latency: float = 0.0, landscape: bool = False, ignore_n: bool = False):
-    """The loopback server in a process of its own; yields its base_url (GET {base_url}/stats: what it billed)."""
+def fake_server_process(latency: float = 0.0, landscape: bool = False, ignore_n: bool = False, *options: str):
+    """The loopback server in a process of its own; yields its base_url (GET {base_url}/stats: what it billed).
+    `options`: more of its command-line options (e.g. "--max-in-flight", "12")."""
     cmd = [sys.executable, "-m", "tests.support.fake_openai", "--latency", str(latency)] \
-        + (["--landscape"] if landscape else []) + (["--ignore-n"] if ignore_n else [])
+        + (["--landscape"] if landscape else []) + (["--ignore-n"] if ignore_n else []) + list(options)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)  # `tests` is importable from ROOT
     try:
         yield proc.stdout.readline().strip()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import platform
 
 from .bench_requests import cache_hit_latency, overhead_over_raw_openai
+from .bench_scale import run_all as scale_ratios
+from .bench_tracking import tracking_overhead
 from .bench_tune import concurrency_speedup, ray_vs_local
 
 
@@ -38,6 +40,13 @@ def main() -> None:
               f"paid ${r['paid']:.6f})")
     print(f"  ratio ray / local                  {spread['ratio']:8.2f}x   (ray / local with as many trials at "
           f"once: {spread['ratio_same_width']:.2f}x)")
+    track = tracking_overhead()
+    print(f"\n## tracking overhead: the same tune ({track['trials']} trials, {track['points']} points, loopback server "
+          "answering at once), tracking=local vs tracking=off (fastest of 2 alternating runs each)")
+    for name, r in track["runs"].items():
+        print(f"  tracking={name:5}                     {r['wall_s']:7.2f} s ({r['trials']} trials)")
+    print(f"  ratio local / off                  {track['ratio']:8.2f}x   (target <= 1.10)")
+    scale_ratios()  # cost as trials, data points and cache entries grow (benchmarks/bench_scale.py)
 
 
 if __name__ == "__main__":

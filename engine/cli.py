@@ -54,15 +54,23 @@ def apply_sandbox(mode: str | None) -> None:
         os.environ[MODE_ENV] = mode
 
 
-def launch(main) -> None:
-    """What every `python -m engine.<entry>` does before Hydra composes: refuse key-shaped overrides, take
-    SIGTERM as Ctrl-C, report a native crash in words, register the config schemas; then `main()`."""
-    from .core.config import register_configs
+def launch(main, config_name: str = "config") -> None:
+    """What every `python -m engine.<entry>` does before Hydra composes: refuse key-shaped overrides and
+    mistyped keys, take SIGTERM as Ctrl-C, report a native crash in words, register the config schemas; then
+    `main()`, or print each job's config for `--cfg job` (engine/show_config.py)."""
+    from .core.config import PromoteConfig, RunConfig, register_configs
+    from .show_config import print_job_configs, refuse_unknown_keys, wants_job_config
 
     refuse_secrets_on_the_command_line(sys.argv)
+    refuse_unknown_keys(sys.argv, PromoteConfig if config_name == "promote" else RunConfig)
     interrupt_on_sigterm()
     report_fatal_signals()
     register_configs()
+    if wants_job_config(sys.argv):
+        quiet_libraries()
+        with friendly_errors():
+            print_job_configs(sys.argv, config_name)
+        return
     main()
 
 

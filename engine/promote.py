@@ -1,5 +1,6 @@
-"""`python -m engine.promote [run_id=...] [name=...] [alias=production] [force=true]`: register a tune's best
-config as an MLflow model version and point the alias at it (the last tune when no run_id is given). A move
+"""`python -m engine.promote [run_id=...|sweep=RUN|last] [name=...] [alias=production] [force=true]`: register a
+tune's best config as an MLflow model version and point the alias at it (the last tune when no run_id is
+given; with sweep=, the winner of that sweep run, or of the last sweep). A move
 that changes the fields callers send, or worsens the test metric, is refused unless force=true."""
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .cli import friendly_errors, launch, quiet_libraries
 from .core.models import conf_dir
-from .mlflow.registry import promote
+from .core.errors import ConfigError
+from .mlflow.registry import promote, sweep_winner
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="promote", version_base="1.3")
@@ -18,7 +20,10 @@ def main(cfg: DictConfig) -> None:
     quiet_libraries()
     with friendly_errors():
         options = OmegaConf.to_object(cfg)
-        version = promote(options.run_id, options.name, options.alias, options.tracking.uri, options.force)
+        if options.sweep and options.run_id:
+            raise ConfigError("give run_id= (a tune) or sweep= (a sweep's winner), not both")
+        run_id = sweep_winner(options.sweep, options.tracking.uri) if options.sweep else options.run_id
+        version = promote(run_id, options.name, options.alias, options.tracking.uri, options.force)
     fields = version.tags.get("input_fields") if getattr(version, "tags", None) else None
     print(f"registered {version.name} version {version.version} from run {version.run_id}; "
           f"alias {options.alias!r} -> version {version.version}\n"
@@ -29,4 +34,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    launch(main)
+    launch(main, "promote")

@@ -15,7 +15,7 @@ from .core.redaction import public_view
 from .core.secret_shapes import refuse_endpoints
 from .core.templates import check_text
 from .core.records import Summary
-from .core.stats import estimate
+from .core.stats import estimate, with_functions
 from .tuning import Tuner, TuneSpec
 from .tuning.space import to_domain
 
@@ -91,7 +91,7 @@ def start_tracking(tracker, run: RunConfig, task: Task, space: dict, tune_data, 
             "price_is_nominal": run.model.price_is_nominal,
             "registered_model": registered, "metric": task.metric, "mode": task.mode,
             "task_description": task.description or None}
-    name = f"{label} | {task.name}-{run.model.name}" if label else f"{task.name}-{run.model.name}"  # what differs first
+    name = " · ".join(filter(None, (label, task.name, run.model.name)))  # what differs first
     tracker.start(dataclasses.asdict(run), tags, {"tune": tune_data, "test": test_data}, name=name, space=space)
 
 
@@ -102,14 +102,17 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                     optimization_budget=run.budget.optimization, num_samples=run.budget.num_samples,
                     log_file_name=str(out / "trials.jsonl"), concurrency=run.parallel.concurrency,
                     trials=run.parallel.trials, ray=run.parallel.ray_settings(),
-                    progress=run.progress, space=space, selection=run.selection.rule)
+                    progress=run.progress, space=space, selection=run.selection.rule,
+                    agg_method=run.tune.agg_method)
     tuner = Tuner(spec, session.requester, run.cache.seed, on_trial=tracker.log_trial if tracker else None)
     best, _ = tuner.run()
     save_config(best, out / "best_config.json")
     tested = run_test(session.requester, run.cache.seed, test_data, best, task.eval_func,
-                      concurrency=run.parallel.concurrency, progress=run.progress)
+                      agg_method=with_functions(run.tune.agg_method), concurrency=run.parallel.concurrency,
+                      progress=run.progress)
     spent = tested.accounting
-    test_interval = estimate([float(p[task.metric]) for p in tested.per_instance if task.metric in p])
+    agg = spec.aggregate  # the test figure and its interval are the same aggregate as the tune's
+    test_interval = estimate([float(p[agg.source(p)]) for p in tested.per_instance if agg.source(p)], agg)
     summary = Summary(task=task.name, model=run.model.name, trials=len(tuner.trials),
                       pruned=sum(1 for t in tuner.trials if t.pruned), best_config=best, metric=task.metric,
                       mode=task.mode, tune_metric=tuner.best_metric, test_metric=tested.metrics.get(task.metric),
@@ -130,11 +133,15 @@ def _tune_and_test(run: RunConfig, task: Task, space: dict, tune_data, test_data
                       mlflow_ui=tracker.ui_hint() if tracker else None)
     (out / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2, default=str))
     if tracker:
+        from .mlflow.items import item_table, tested_rows, trial_rows
         from .mlflow.tracking import parent_metrics, summary_line
 
+        items = {"items/best_trial.json": item_table(tune_data, best, trial_rows(tuner.best.details), task.metric,
+                                                     task.mode),
+                 "items/test.json": item_table(test_data, best, tested_rows(tested), task.metric, task.mode)}
         tracker.finish(best, parent_metrics(tuner.best.metrics, tested, summary), tuner.trials, task.metric,
                        task.mode, [out / "trials.jsonl", out / "summary.json"], best_trial=tuner.best,
-                       note=summary_line(summary))
+                       note=summary_line(summary), items=items)
     return summary
 
 

@@ -13,7 +13,7 @@ from .core.errors import ConfigError
 from .core.models import conf_dir
 from .runner import load_saved_config, session_for
 from .session import current_session
-from .core.stats import estimate
+from .core.stats import aggregation, estimate, with_functions
 from .tasks import load_task
 from .evaluate.testing import run_test, worst_case
 
@@ -34,10 +34,12 @@ def main(cfg: DictConfig) -> float | None:
         worst = worst_case(session.requester, run.cache.seed, data, config)
         print(f"preflight: {len(data)} points; this config could cost up to ${worst:.6f} (every request at its "
               f"worst case); cap ${cap:g} (budget.test)", file=sys.stderr)
+        agg = aggregation(run.tune.agg_method, task.metric)  # the figure and its interval: the tune's aggregate
         tested = run_test(session.requester, run.cache.seed, data, config, task.eval_func,
-                          concurrency=run.parallel.concurrency, progress=run.progress, budget=cap)
+                          agg_method=with_functions(run.tune.agg_method), concurrency=run.parallel.concurrency,
+                          progress=run.progress, budget=cap)
         result = tested.merged()
-        interval = estimate([float(p[task.metric]) for p in tested.per_instance if task.metric in p])
+        interval = estimate([float(p[agg.source(p)]) for p in tested.per_instance if agg.source(p)], agg)
         if interval is not None:  # how sure the figure is: its standard error and 95% interval
             result.update(interval.as_metrics(task.metric), **{f"{task.metric}_interval": interval.text()})
     print(json.dumps({"task": task.name, "config": config, **result}, indent=2, default=str))

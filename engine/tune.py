@@ -16,16 +16,17 @@ from .cli import apply_sandbox, friendly_errors, job_log, launch, quiet_librarie
 from .core.config import to_run_config
 from .core.errors import ConfigError
 from .core.models import conf_dir
+from .mlflow.tracking import swept_first
 from .runner import run_experiment
 from .session import current_session
 
 
 def job_label(hydra_cfg) -> str | None:
-    """The job's overrides as they are typed (`budget.optimization=0.01,model=smollm2`), less the keys that say
-    where things are: the MLflow run's name. The sweep folder spells the same with `:` and `+`."""
+    """The job's overrides as they are typed (`budget.optimization=0.01 · model=smollm2`), less the keys that
+    say where things are: the start of the MLflow run's name. The sweep folder spells the same with `:` and `+`."""
     exclude = set(hydra_cfg.job.config.override_dirname.exclude_keys)
-    items = sorted(o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in exclude)
-    return ",".join(items) or None
+    items = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") not in exclude]
+    return " · ".join(swept_first(items)) or None  # in a sweep, the keys it varies first
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")

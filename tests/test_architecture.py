@@ -16,7 +16,7 @@ LAYERS = [
     {"core.models"},  # the model catalog (conf/model/*.yaml + genai-prices)
     {"core.records", "core.config", "core"},  # trial records; the typed schemas
     {"requests.fanout", "requests.inflight", "requests.providers.diagnosis", "requests.providers.answers",
-     "requests.providers.supervisor"},
+     "requests.providers.supervisor", "requests.providers.limiter"},
     {"requests.cache", "requests.budget", "requests.providers.endpoint", "requests.providers.retry",
      "requests.providers.embedded"},  # the response cache, money, endpoints, retries, the embedded server
     {"requests.providers.client", "requests.providers"},  # the openai clients
@@ -25,7 +25,7 @@ LAYERS = [
     {"tasks"},  # task registry, metrics, the sandbox for model-written code
     {"tuning"},  # the search
     {"mlflow"},  # tracking, plots, store, registry/promotion, serving
-    {"compat", "runner", "cli"},  # the seed API facade, the experiment runner
+    {"compat", "runner", "cli", "show_config"},  # the seed API facade, the experiment runner, the command line
     {"tune", "test", "promote", "serving", "__init__"},  # entry points (serving: old artifacts' loader)
 ]
 

@@ -31,6 +31,30 @@ def test_help_and_cfg_job_work_as_in_any_hydra_app(tmp_path):
     assert job.returncode == 0 and "name: gpt-4o-mini" in job.stdout
 
 
+def test_cfg_job_shows_the_search_space_that_will_run_and_one_config_per_sweep_job(tmp_path):
+    one = engine("engine.tune", "--cfg", "job", "task=capitals", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    search = one.stdout.split("\nsearch:\n", 1)[1].split("\nbudget:", 1)[0]
+    assert "What is the capital of {country}?" in search and "prompts: null" not in search
+    assert "max_tokens: null" not in search and "lograndint" in search
+    sweep = engine("engine.tune", "-m", "budget.optimization=0.1,0.2", "task=capitals", "--cfg", "job", cwd=tmp_path)
+    assert sweep.returncode == 0 and "Traceback" not in sweep.stderr, sweep.stderr[-2000:]
+    assert "# job 0: budget.optimization=0.1 task=capitals" in sweep.stdout
+    assert "# job 1: budget.optimization=0.2 task=capitals" in sweep.stdout
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("entry, override, says", [
+    ("engine.tune", "budgt.optimization=0.1", "budgt: unknown key; did you mean budget?"),
+    ("engine.tune", "budget.optimizaton=0.1", "did you mean budget.optimization?"),
+    ("engine.promote", "run_idd=abc", "did you mean run_id?"),
+])
+def test_a_mistyped_key_names_the_key_it_resembles_instead_of_suggesting_plus(tmp_path, entry, override, says):
+    bad = engine(entry, override, cwd=tmp_path)
+    assert bad.returncode == 1 and says in bad.stderr and "+budgt" not in bad.stderr, bad.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize("override, says", [
     ("budget.optimization=-2", "budget.optimization"),
     ("budget.optimization=nan", "budget.optimization"),
@@ -113,8 +137,11 @@ def test_a_sweep_is_one_folder_with_a_log_per_job_and_runs_named_by_their_overri
     client = MlflowClient(uri, uri)
     runs = client.search_runs([client.get_experiment_by_name("arithmetic").experiment_id],
                               "tags.`engine.kind` = 'tune'")
-    assert sorted(r.info.run_name for r in runs) == [  # as typed; the folders spell it with : and +
-        f"{job[2:].replace(':', '=').replace('+', ',')} | arithmetic-gpt-4o-mini" for job in jobs]
+    names = sorted(r.info.run_name for r in runs)  # as typed, what the sweep varies first, then task and model
+    assert [n.split(" · ")[0] for n in names] == ["budget.optimization=0.01", "budget.optimization=0.02"]
+    assert all(n.endswith(" · arithmetic · gpt-4o-mini") for n in names)
+    assert sorted(sorted(n.split(" · ")[:-2]) for n in names) == sorted(  # the folders spell it with : and +
+        sorted(job[2:].replace(":", "=").split("+")) for job in jobs)
     assert {r.data.tags["sweep"] for r in runs} == {str(folder.resolve())}
     for r in runs:
         assert {"tune_success_ci_low", "tune_success_ci_high", "test_success_se"} <= set(r.data.metrics)

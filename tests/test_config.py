@@ -15,7 +15,7 @@ def test_defaults_compose_into_a_typed_run_config():
     run = to_run_config(composed())
     assert run.model.name == "smollm2" and run.model.provider == "embedded" and run.model.ignores_n
     assert run.task.name == "arithmetic" and run.budget.optimization > 0 and run.cache.seed == 41
-    assert run.parallel.concurrency == 8
+    assert run.parallel.concurrency == "auto"  # adapts per endpoint up to the model's ceiling (2 for smollm2)
 
 
 def test_the_keys_users_type_override():
@@ -39,7 +39,7 @@ def test_parallel_ray_is_one_choice_of_the_parallel_group():
 
 @pytest.mark.parametrize("override, where", [
     ("budget.optimization=lots", "budget.optimization"),
-    ("parallel.concurrency=many", "parallel.concurrency"),
+    ("parallel.workers=many", "parallel.workers"),
     ("model.cost=3", "cost"),
 ])
 def test_a_wrong_key_or_type_fails_naming_the_key_path(override, where):
@@ -58,7 +58,7 @@ def test_a_key_forced_in_with_plus_is_still_rejected():
     ("budget.optimization=inf", "budget.optimization"),
     ("budget.inference=nan", "budget.inference"),
     ("budget.num_samples=0", "budget.num_samples"),
-    ("parallel.concurrency=0", "parallel.concurrency"),
+    ("parallel.concurrency=0", "parallel.concurrency"), ("parallel.concurrency=many", "parallel.concurrency"),
     ("tracking.uri=foo://mlflow.internal", r"tracking.uri: 'foo://mlflow.internal' has an unknown scheme 'foo'; use"),
     ("task.tune_size=0", "task.tune_size: invalid value 0"), ("task.test_size=-5", "task.test_size: invalid value -5"),
     ("requests.timeout=0", "requests.timeout"), ("requests.timeout=-1", "requests.timeout"),

@@ -357,3 +357,164 @@ def test_retired_openai_models_cost_what_0_1_priced_them(fake, session, model, p
     assert r["cost"] == pytest.approx(expected) and r["cost"] > 0
     logged = {"model": model, "usage": usage, "choices": r["choices"]}
     assert autogen.Completion.cost(logged) == pytest.approx(expected)  # an old log's response, priced by its model
+
+
+# ---- issue 22, item 3: tune() without a model searches the config_list's models -----------------------------
+@pytest.fixture
+def no_local_server(monkeypatch):
+    """Any attempt to reach the embedded (smollm2) server fails the test."""
+    from engine.requests.providers.client import ProviderClient
+
+    def refuse(self, endpoint):
+        raise AssertionError(f"the embedded server was asked to serve {endpoint.model}")
+
+    monkeypatch.setattr(ProviderClient, "embedded", refuse)
+
+
+def test_tune_without_a_model_searches_the_config_lists_models_each_on_its_own_entries(fake, session,
+                                                                                       no_local_server):
+    from tests.support.fake_openai import FakeOpenAI
+    with FakeOpenAI() as other:
+        config_list = [{"model": "gpt-4", "api_key": SECRET, "api_base": fake.base_url},
+                       {"model": "gpt-3.5-turbo", "api_key": SECRET, "api_base": other.base_url}]
+        config, analysis = autogen.Completion.tune(DATA, "success", "max", eval_func, optimization_budget=0.5,
+                                                   num_samples=3, config_list=config_list, prompt="{question}",
+                                                   max_tokens=8, logging_level=logging.ERROR)
+        assert [b["model"] for b in fake.completions()] and {b["model"] for b in fake.completions()} == {"gpt-4"}
+        assert {b["model"] for b in other.completions()} == {"gpt-3.5-turbo"}
+    assert config["model"] in ("gpt-4", "gpt-3.5-turbo") and "config_list" not in config
+    # FLAML's own record of the trials (the analysis tune returns) holds no endpoint, hence no key; one model too
+    _, one_model = autogen.Completion.tune(DATA, "success", "max", eval_func, optimization_budget=0.5,
+                                           num_samples=2, config_list=config_list[:1], prompt="{question}",
+                                           max_tokens=8, logging_level=logging.ERROR)
+    for found in (analysis, one_model):
+        assert SECRET not in repr(found.best_config) + repr([t.config for t in found.trials])
+
+
+def test_tune_on_a_config_list_naming_no_model_searches_0_1_default_models_never_the_embedded_one(
+        fake, session, no_local_server):
+    config_list = [{"api_key": SECRET, "api_base": fake.base_url}]  # as config_list_openai_aoai gives them
+    config, _ = autogen.ChatCompletion.tune(DATA, "success", "max", eval_func, optimization_budget=0.5,
+                                            num_samples=2, config_list=config_list,
+                                            messages=[{"role": "user", "content": "{question}"}], max_tokens=8,
+                                            logging_level=logging.ERROR)
+    assert {b["model"] for b in fake.completions()} == {"gpt-3.5-turbo", "gpt-4"}  # ChatCompletion's two
+    assert config["model"] in ("gpt-3.5-turbo", "gpt-4")
+    from engine.tuning.space import build_space
+    with pytest.raises(ConfigError, match="names no model"):  # the engine's own API says what is missing
+        build_space({"config_list": config_list, "prompt": "{question}"})
+    # an entry naming no model serves every model searched, after those naming it (as 0.1.x merged the model in)
+    mixed = [{"model": "gpt-4", "api_base": "http://a/v1"}, {"api_base": "http://b/v1"},
+             {"model": "gpt-3.5-turbo", "api_base": "http://c/v1"}]
+    space = build_space({"config_list": mixed, "prompt": "{question}"})
+    assert space.models == ["gpt-4", "gpt-3.5-turbo"]
+    assert space.endpoints("gpt-4") == mixed[:2] and space.endpoints("gpt-3.5-turbo") == mixed[1:]
+
+
+# ---- issue 22, item 5: the private helpers 0.1.x's tests call -----------------------------------------------
+def test_construct_params_says_what_create_sends(fake, session):
+    params = autogen.ChatCompletion._construct_params(context=None, config={"model": "unknown"}, prompt="hi")
+    assert params == {"model": "unknown", "messages": [{"role": "user", "content": "hi"}]}
+    params = autogen.Completion._construct_params(context=None, config={"model": "text-ada-001"}, prompt="hi")
+    assert params == {"model": "text-ada-001", "prompt": "hi"}
+    params = autogen.Completion._construct_params(context=None, config={"model": "gpt-4"}, prompt="hi")
+    assert "messages" in params and "prompt" not in params
+    params = autogen.Completion._construct_params(context={"name": "there"}, config={"model": "text-ada-001"},
+                                                  prompt="hi {name}", allow_format_str_template=True)
+    assert params["prompt"] == "hi there"
+    chat = autogen.ChatCompletion._construct_params(
+        {"a": 2}, {"model": "gpt-4", "messages": [{"role": "system", "content": "Sum {a}"}]})
+    assert chat["messages"] == [{"role": "system", "content": "Sum 2"}]
+    # and create sends exactly that
+    for cls, model in ((autogen.Completion, "text-ada-001"), (autogen.Completion, "gpt-4"),
+                       (autogen.ChatCompletion, "text-davinci-003")):
+        config = {"model": model, "prompt": "What is {a} + 1?", "max_tokens": 4}
+        params = cls._construct_params({"a": 5}, config)
+        cls.create(context={"a": 5}, config_list=[{"model": model, "api_key": SECRET, "api_base": fake.base_url}],
+                   **config)
+        body = fake.completions()[-1]
+        assert {k: body.get(k) for k in params} == params
+
+
+def test_eval_after_tune_is_the_full_evaluation_of_a_sampled_config(fake, session):
+    cl = [{"model": "gpt-4", "api_key": SECRET, "api_base": fake.base_url}]
+    config, analysis = autogen.Completion.tune(DATA, "success", "max", eval_func, optimization_budget=0.1,
+                                               num_samples=2, config_list=cl, prompt=["{question}", "Q: {question}"],
+                                               max_tokens=8, logging_level=logging.ERROR)
+    assert isinstance(analysis.best_config["prompt"], int)  # a sample of the search space, as in 0.1.x
+    result = autogen.Completion._eval(analysis.best_config, prune=False, eval_only=True)
+    tested = autogen.Completion.test(DATA, config_list=cl, **config)  # the tune's eval_func, as 0.1.x
+    assert result["success"] == tested["success"] == 1.0
+    assert result["cost"] == pytest.approx(tested["cost"]) and result["cost"] > 0
+    autogen.Completion.data = DATA[:1]  # 0.1.x's tests set the points _eval runs on
+    sent = len(fake.completions())
+    one = autogen.Completion._eval(config, prune=False, eval_only=True)  # a plain config: the tune's entries
+    assert one["requests"] == 1 and one["cache_hits"] == 1 and len(fake.completions()) == sent
+    assert one["inference_cost"] == pytest.approx(one["cost"])
+
+
+# ---- issue 22, item 7: tune aggregates its metric as test does ----------------------------------------------
+# Right answers score a steady 0.5; wrong ones 1.0, except 0.0 on the risky point: on the mean, being wrong
+# wins (0.75 against 0.5), on the worst point being right does (0.5 against 0.0).
+RISKY = [dict(p, risky=i == 1) for i, p in enumerate(DATA + [{"question": "What is 7 + 7?", "answer": 14}])]
+STEADY, CARELESS = "Think step by step. {question}", "{question}"
+
+
+def graded(responses, answer, risky, **_):
+    right = responses[0].split()[:1] == [str(answer)]
+    return {"score": 0.5 if right else (0.0 if risky else 1.0)}
+
+
+def tune_graded(log, **kwargs):
+    kwargs.setdefault("metric", "score")
+    return autogen.Completion.tune(RISKY, mode="max", eval_func=graded, optimization_budget=0.1, num_samples=2,
+                                   log_file_name=str(log), model="fake-chat", prompt=[STEADY, CARELESS],
+                                   temperature=1, max_tokens=2, logging_level=logging.ERROR, **kwargs)
+
+
+def chosen_trial(config, log):
+    from tests.support.helpers import logged_trials
+    return trial_of(config, logged_trials(log))
+
+
+def test_tune_for_the_worst_case_picks_a_config_by_its_worst_point(landscape, tmp_path):
+    on_mean, _ = tune_graded(tmp_path / "mean.jsonl")
+    on_worst, _ = tune_graded(tmp_path / "min.jsonl", agg_method="min")
+    assert on_mean["prompt"] == CARELESS and on_worst["prompt"] == STEADY
+    trial = chosen_trial(on_worst, tmp_path / "min.jsonl")
+    metrics = trial["metrics"]
+    assert metrics["score"] == min(trial["scores"]) == 0.5
+    # the interval shown for an extreme starts at the observed one: nothing below it was seen
+    assert metrics["score_ci_low"] == 0.5 and metrics["score_ci_high"] >= 0.5
+    mean_trial = chosen_trial(on_mean, tmp_path / "mean.jsonl")
+    assert mean_trial["metrics"]["score"] == pytest.approx(sum(mean_trial["scores"]) / len(RISKY)) == 0.75
+
+
+def test_tune_aggregates_with_a_callable_and_with_a_dict_per_metric(landscape, tmp_path):
+    worst = lambda values: sorted(values)[0]  # noqa: E731
+    by_callable, _ = tune_graded(tmp_path / "callable.jsonl", agg_method=worst)
+    assert by_callable["prompt"] == STEADY
+    by_dict, _ = tune_graded(tmp_path / "dict.jsonl", metric="worst_score", agg_method={"worst_score": min})
+    assert by_dict["prompt"] == STEADY
+    trial = chosen_trial(by_dict, tmp_path / "dict.jsonl")
+    assert trial["metrics"]["worst_score"] == 0.5 and "worst_score_ci_low" in trial["metrics"]
+    with pytest.raises(ConfigError, match="without the tuned metric"):
+        tune_graded(tmp_path / "bad.jsonl", agg_method={"other": min})
+
+
+def test_the_interval_a_tune_reports_is_the_aggregates(landscape, tmp_path):
+    import statistics
+
+    from engine.core.stats import aggregation, estimate
+    config, _ = tune_graded(tmp_path / "median.jsonl", agg_method="median")
+    trial = chosen_trial(config, tmp_path / "median.jsonl")
+    scores, metrics = trial["scores"], trial["metrics"]
+    assert metrics["score"] == statistics.median(scores)
+    median = estimate(scores, aggregation("median", "score"))
+    assert (metrics["score_ci_low"], metrics["score_ci_high"], metrics["score_se"]) == (median.low, median.high,
+                                                                                      median.se)
+    assert median.low <= metrics["score"] <= median.high and median.statistic == "median"
+    # the median shrugs off the one risky point: the careless prompt wins, 1.0 against 0.5, and its interval is
+    # not the mean's (0.75)
+    assert config["prompt"] == CARELESS and metrics["score"] == 1.0
+    assert (median.low, median.high) != (estimate(scores).low, estimate(scores).high)

@@ -236,3 +236,68 @@ def test_every_interval_holds_its_own_mean_even_at_0_and_n_of_n():
         for k in (0, 1, n - 1, n):
             interval = estimate([1] * k + [0] * (n - k))
             assert interval.low <= interval.mean <= interval.high
+
+
+# --- agg_method: the selection, the intervals and the pruning of another aggregate than the mean ------------------
+
+def test_an_aggregate_gets_its_own_interval_and_paired_error():
+    from engine.core.stats import aggregation
+    scores = [1.0, 0.0, 1.0, 1.0, 0.5, 0.25, 1.0, 1.0]
+    worst = estimate(scores, aggregation("min", "score"))
+    assert (worst.mean, worst.low, worst.statistic) == (0.0, 0.0, "min") and worst.high > 0  # starts at the worst
+    assert worst.text().startswith("min 0.000 ± ")
+    median = estimate(scores, aggregation("median", "score"))
+    assert median.mean == 1.0 and median.low <= 1.0 <= median.high and median.method == "bootstrap"
+    assert median == estimate(scores, aggregation("median", "score"))  # seeded: a rerun shows the same
+    # a callable computing the same figure gets the same resamples, hence the same interval
+    custom = estimate(scores, aggregation(lambda v: sorted(v)[0], "score"))
+    assert (custom.se, custom.low, custom.high, custom.statistic) == (worst.se, worst.low, worst.high, "custom")
+    shifted = [s - 0.25 for s in scores]  # worse by the same amount on every point: no noise in the difference
+    assert paired_se(scores, shifted, aggregation("min", "score")) == 0.0
+    assert estimate(scores, aggregation("avg", "score")) == estimate(scores)  # avg is the mean's interval
+
+
+def test_metric_pruning_follows_the_aggregate():
+    from engine.core.stats import aggregation
+    from engine.tuning.pruning import cannot_beat
+    mean, median, worst = (aggregation(a, "s") for a in ("avg", "median", "min"))
+    zeros = [0, 0, 0, 0, 0, 0, 0, 0]  # 8 of 20 points wrong so far
+    assert not cannot_beat(zeros, 20, 0.6, "max", mean)  # 12/20 = 0.6 can still tie
+    assert cannot_beat(zeros, 20, 0.61, "max", mean)
+    assert cannot_beat(zeros + [0, 0], 20, 0.6, "max", median)  # the median is 0.5 at best now
+    assert not cannot_beat(zeros, 20, 0.6, "max", median)  # 12 ones left: median 1
+    # a min can only fall: any metric, not only 0/1
+    assert cannot_beat([0.9, 0.4], 20, 0.5, "max", worst) and not cannot_beat([0.9, 0.6], 20, 0.5, "max", worst)
+    # a callable promises nothing: no metric pruning
+    assert not cannot_beat([0.0] * 19, 20, 0.9, "max", aggregation(lambda v: min(v), "s"))
+
+
+def test_a_bad_agg_method_is_refused_before_anything_is_spent(fake_models):
+    with pytest.raises(ConfigError, match="agg_method 'mode'"):
+        TuneSpec(DATA, "success", "max", eval_func, agg_method="mode")
+    with pytest.raises(ConfigError, match="without the tuned metric"):
+        TuneSpec(DATA, "success", "max", eval_func, agg_method={"success_rate": min})
+    assert not fake_models.requests
+
+
+def test_tune_agg_method_in_the_config_aggregates_tune_and_test(tmp_path, session, monkeypatch):
+    from engine.core.config import to_run_config
+    from engine.runner import run_experiment
+    from tests.support.fake_openai import FakeOpenAI
+    from tests.support.helpers import composed
+
+    def run_config(url, *overrides):
+        return to_run_config(composed(
+            "model=gpt-4o-mini", f"model.base_url={url}", "task.tune_size=6", "task.test_size=4",
+            "budget.optimization=0.01", "budget.num_samples=2", "search=greedy", "progress=false",
+            "tracking.enabled=false", f"cache.path={tmp_path}/cache", *overrides))
+
+    assert run_config("http://x/v1").tune.agg_method == "avg"
+    assert run_config("http://x/v1", "tune.agg_method={success:median}").tune.agg_method == {"success": "median"}
+    with pytest.raises(ConfigError, match="tune.agg_method"):
+        run_config("http://x/v1", "tune.agg_method=mode")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-agg-0123456789")
+    with FakeOpenAI() as fake:
+        summary = run_experiment(run_config(fake.base_url, "tune.agg_method=min"), str(tmp_path / "out"), session)
+    assert summary.tune_interval.statistic == "min" and summary.test_interval.statistic == "min"
+    assert summary.tune_metric == summary.tune_interval.mean and summary.test_metric == summary.test_interval.mean

@@ -116,7 +116,7 @@ def test_a_tune_and_a_promotion_against_a_postgresql_backed_mlflow_server(team_s
     trials = [r for r in runs if r.data.tags.get("engine.kind") == "trial"]
     assert parent.info.status == "FINISHED" and len(trials) == 2
     assert parent.info.run_name.startswith("budget.num_samples=2") and parent.info.run_name.endswith(
-        "| arithmetic-gpt-4o-mini")
+        " · arithmetic · gpt-4o-mini")
     assert sum(r.data.tags.get("best") == "true" for r in trials) == 1
     version = client.get_model_version_by_alias("arithmetic-gpt-4o-mini", "production")
     assert version.run_id == parent.info.run_id and version.tags["input_fields"]

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.support.helpers import composed, free_port, wait_until
+from tests.support.helpers import composed, free_port, logged_trials, wait_until
 from engine import Completion, load_config
 from engine.core.config import to_run_config
 from engine.mlflow.registry import promote
@@ -50,7 +50,7 @@ def test_a_tune_is_one_parent_run_with_a_child_per_trial(store, monkeypatch, ses
     assert len(parents) == 1 and len(children) == summary.trials == 3
     parent = parents[0]
     assert parent.info.status == "FINISHED" and summary.mlflow_run == parent.info.run_id
-    assert parent.info.run_name == "budget.optimization=0.01 | arithmetic-gpt-4o-mini"  # what differs first
+    assert parent.info.run_name == "budget.optimization=0.01 · arithmetic · gpt-4o-mini"  # what differs first
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert parent.data.tags["task"] == "arithmetic" and parent.data.tags["model"] == "gpt-4o-mini"
     assert parent.data.tags["sweep"] == "/abs/multirun/2026-11-26_17-00-00"
@@ -91,7 +91,7 @@ def _tune_runs(store, monkeypatch, session, *overrides):
 def test_trials_are_named_by_their_config_and_span_their_real_time(store, monkeypatch, session):
     _, parent, children, trials = _tune_runs(store, monkeypatch, session, "search.n=[randint,1,3]",
                                              "search.max_tokens=[lograndint,8,64]")
-    assert parent.info.run_name == "arithmetic-gpt-4o-mini"  # no overrides given: no suffix
+    assert parent.info.run_name == "arithmetic · gpt-4o-mini"  # no overrides given: task and model
     kind = store["client"].get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"]
     assert kind == "custom_model_development"  # the UI opens on the runs table, not a GenAI overview
     by_number = {t["trial"]: t for t in trials}
@@ -136,12 +136,13 @@ def test_a_run_carries_mlflows_standard_tags_and_the_engines_commit_from_any_fol
 
 @pytest.mark.parametrize("error, status", [(RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
 def test_a_crashed_or_interrupted_tune_does_not_stay_running(store, monkeypatch, session, error, status):
+    """...and every trial finished before the crash is logged (trials are written off the tune's thread)."""
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     calls = []
 
     def flaky(responses, **point):
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 10:  # a dry run, the first trial's 6 points, then part of the second's
             raise error("boom")
         return {"success": True}
 
@@ -151,16 +152,66 @@ def test_a_crashed_or_interrupted_tune_does_not_stay_running(store, monkeypatch,
                                                                    for i in range(12)], eval_func=flaky,
                                               prompts=["{question}"]))
     with FakeOpenAI() as fake, pytest.raises(error):
-        run_experiment(run_config(store, fake.base_url, f"task.name={name}"), str(store["dir"] / "out"), session)
+        run_experiment(run_config(store, fake.base_url, f"task.name={name}", "parallel.trials=1"),
+                       str(store["dir"] / "out"), session)
     experiment = store["client"].get_experiment_by_name(name)
-    parent = [r for r in store["client"].search_runs([experiment.experiment_id])
-              if r.data.tags.get("engine.kind") == "tune"][0]
+    runs = store["client"].search_runs([experiment.experiment_id])
+    parent = [r for r in runs if r.data.tags.get("engine.kind") == "tune"][0]
     assert parent.info.status == status
+    children = [r for r in runs if r.data.tags.get("engine.kind") == "trial"]
+    finished = logged_trials(store["dir"] / "out" / "trials.jsonl")
+    assert len(finished) >= 1 and sorted(int(c.info.run_name.split()[0].removeprefix("trial-")) for c in children) \
+        == sorted(t["trial"] for t in finished)
+    assert all(c.info.status == "FINISHED" and "success" in c.data.metrics for c in children)
     assert parent.data.tags["error"].startswith(error.__name__)  # the message, as a tag and as a text artifact
     local = store["client"].download_artifacts(parent.info.run_id, "error.txt", str(store["dir"]))
     assert "Traceback" in open(local).read()
     if status == "FAILED":
         assert parent.data.tags["error"] == "RuntimeError: boom" and "boom" in parent.data.tags["mlflow.note.content"]
+
+
+HALF = "half-right"
+
+
+def _half_right(cfg):
+    def thirds_fail(responses, **point):
+        return {"success": point["answer"] % 3 != 0, "length": len(responses[0])}
+
+    return Task(name=HALF, points=[{"question": f"What is {i} + 1?", "answer": i + 1} for i in range(20)],
+                eval_func=thirds_fail, prompts=["{question}", "Q: {question}"])
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_best_trial_and_the_test_are_logged_item_by_item_and_failures_filter(store, monkeypatch, session, n):
+    import pandas as pd
+
+    if HALF not in TASKS:
+        TASKS.register(HALF)(_half_right)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FakeOpenAI() as fake:
+        summary = run_experiment(run_config(store, fake.base_url, f"task.name={HALF}", f"search.n={n}"),
+                                 str(store["dir"] / "out"), session)
+    client = store["client"]
+    run_id = summary.mlflow_run
+    logged = json.loads(client.get_run(run_id).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "items/best_trial.json", "type": "table"} in logged
+    assert {"path": "items/test.json", "type": "table"} in logged
+    for path, size in (("items/best_trial.json", 6), ("items/test.json", 4)):
+        table = json.loads(open(client.download_artifacts(run_id, path, str(store["dir"]))).read())
+        frame = pd.DataFrame(table["data"], columns=table["columns"])
+        assert len(frame) == size and list(frame["point"]) == list(range(size))  # one row per point
+        assert {"question", "expected_answer", "success", "length", "cost_usd", "failed"} <= set(frame.columns)
+        assert list(frame.columns)[:4] == ["point", "question", "answers" if n > 1 else "answer", "expected_answer"]
+        answers = frame["answers"] if n > 1 else frame["answer"].map(lambda a: [a])
+        assert all(len(a) == n and all(isinstance(t, str) and t for t in a) for a in answers)
+        assert (frame["cost_usd"] > 0).all()
+        failures = frame[frame["failed"]]  # what a team filters to
+        assert len(failures) and (failures["expected_answer"] % 3 == 0).all() and not failures["success"].any()
+        assert frame[~frame["failed"]]["success"].all()
+        assert frame["question"].str.startswith("What is ").all()
+    tested = json.loads(open(client.download_artifacts(run_id, "items/test.json", str(store["dir"]))).read())
+    mean = sum(row[tested["columns"].index("success")] for row in tested["data"]) / len(tested["data"])
+    assert mean == pytest.approx(summary.test_metric)  # the rows are the points the test metric averages
 
 
 def _finished_run(store, config, task="arithmetic"):

@@ -3,11 +3,14 @@
     python -m tools.mlflow_screenshots [OUT_DIR]        (from the repo root; default: screenshots/)
 
 Runs a two-job sweep (`budget.optimization=0.01,0.02`) on the loopback fake OpenAI server
-(tests/support/fake_openai.py, nothing paid) into a fresh SQLite store, promotes the last tune, starts `mlflow ui`
-on that store, and saves:
-runs.png (the runs list, parents named by their overrides, trials nested), parent.png (a tune's run page:
-description, best.* params, tags), trial.png (the best trial: best=true, its real duration), compare.png
-(the compare view of the trials), model.png (the registered version: its input schema and tags).
+(tests/support/fake_openai.py, nothing paid) into a fresh SQLite store, promotes the sweep's winner
+(`engine.promote sweep=last`), starts `mlflow ui` on that store, and saves:
+runs.png (the runs list: the sweep's run, its jobs nested under it), jobs.png (the sweep's jobs compared, named by
+what the sweep varies first), sweep.png (the sweep's run page: the winner, its link, config, test metric with
+interval and $ per 1K instances), parent.png (a tune's run page: description, best.* params, tags), trial.png
+(the best trial: best=true, its real duration), items.png (the best trial's per-item table, items/best_trial.json),
+compare.png (the compare view of the trials), model.png (the registered version: its config and figures),
+prompt.png (the Prompt Registry: the version under the alias, its template and model_config).
 Needs `chromium-headless-shell` or `chromium` on the PATH (Debian: apt-get install chromium-headless-shell).
 """
 from __future__ import annotations
@@ -68,17 +71,19 @@ def main(out: Path) -> None:
         engine(["engine.tune", "-m", "budget.optimization=0.01,0.02", "model=gpt-4o-mini",
                 f"model.base_url={fake.base_url}", "task.tune_size=8", "task.test_size=8", "budget.num_samples=6",
                 "progress=false"], work, env)
-    engine(["engine.promote"], work, env)
+    engine(["engine.promote", "sweep=last"], work, env)
 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri, uri)
     experiment = client.get_experiment_by_name("arithmetic").experiment_id
     runs = client.search_runs([experiment], order_by=["attributes.start_time DESC"])
-    parent = next(r for r in runs if r.data.tags.get("engine.kind") == "tune")
+    sweep = next(r for r in runs if r.data.tags.get("engine.kind") == "sweep")
+    parent = next(r for r in runs if r.info.run_id == sweep.data.tags["winner_run_id"])
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     best = next(r for r in trials if r.data.tags.get("best") == "true")
     version = client.get_model_version_by_alias("arithmetic-gpt-4o-mini", "production")
+    prompt_name, prompt_version = version.tags["prompt"].removeprefix("prompts:/").split("/")
 
     port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
@@ -97,15 +102,23 @@ def main(out: Path) -> None:
                     raise SystemExit("mlflow ui did not start")
                 time.sleep(0.5)
         compare = urllib.parse.quote(json.dumps([t.info.run_id for t in trials]))
+        jobs = urllib.parse.quote(json.dumps([r.info.run_id for r in runs
+                                              if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]))
         shots = {
             "runs.png": f"{base}/#/experiments/{experiment}/runs",
+            "jobs.png": f"{base}/#/compare-runs?runs={jobs}&experiments=%5B%22{experiment}%22%5D",
+            "sweep.png": f"{base}/#/experiments/{experiment}/runs/{sweep.info.run_id}",
             "parent.png": f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}",
             "trial.png": f"{base}/#/experiments/{experiment}/runs/{best.info.run_id}",
+            "items.png": f"{base}/#/experiments/{experiment}/runs/{parent.info.run_id}/artifacts/items/best_trial.json",
+            "prompt.png": f"{base}/#/prompts/{prompt_name}?version={prompt_version}",
             "compare.png": f"{base}/#/compare-runs?runs={compare}&experiments=%5B%22{experiment}%22%5D",
             "model.png": f"{base}/#/models/{version.name}/versions/{version.version}",
         }
         for name, url in shots.items():
-            shoot(browser, url, out / name, (1600, 1400) if name in ("parent.png", "compare.png") else (1600, 1000))
+            # wide: MLflow 3.17 keeps its Assistant panel open on the right
+            shoot(browser, url, out / name, (2000, 1400) if name in ("parent.png", "compare.png", "sweep.png", "jobs.png")
+                  else (2000, 1000))
     finally:
         os.killpg(ui.pid, signal.SIGTERM)  # the UI server and its workers, by its own group id
         ui.wait(30)

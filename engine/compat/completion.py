@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable, Dict, List, Optional, Union
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from . import seed_create
 from ..requests.cache import CacheRoot
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, UnknownModelError
+from ..core.models import inferred_spec
 from ..evaluate.evaluator import extract_text
 from ..core.digests import get_key
 from ..mlflow.registry import load_config
 from .responses import Response
 from ..session import DEFAULT_CACHE_PATH, DEFAULT_SEED, current_session
-from ..core.templates import render
+from ..core.templates import render, render_messages
 from ..evaluate.testing import evaluate_config
 from ..tuning import Tuner, TuneSpec
+from ..tuning.flaml_adapter import tune as _domains
+from ..tuning.space import SearchSpace
 from .legacy_names import translate
 from .usage_log import UsageLog
 
@@ -57,11 +62,35 @@ _REPLACED_ATTRIBUTES = {
 }
 
 
+# 0.1.x's default search space searched these models when neither `model` nor a config_list entry named one
+OLD_DEFAULT_MODELS = ["text-ada-001", "text-babbage-001", "text-davinci-003", "gpt-3.5-turbo", "gpt-4"]
+OLD_DEFAULT_CHAT_MODELS = ["gpt-3.5-turbo", "gpt-4"]
+
+
+@dataclass
+class _LastTune:
+    """What 0.1.x's `_eval` reads from the class after a tune (here per session): the data, the space its
+    configs are sampled from, the aggregation."""
+
+    data: Any = None
+    space: Optional[SearchSpace] = None
+    agg_method: Any = "avg"
+
+
+_last_tunes: "weakref.WeakKeyDictionary[Any, _LastTune]" = weakref.WeakKeyDictionary()
+
+
+def _last_tune() -> _LastTune:
+    return _last_tunes.setdefault(current_session(), _LastTune())
+
+
 class _SeedSettings(type):
     """Old code configures the seed library by assigning class attributes; none is silently ignored."""
 
     def __setattr__(cls, name, value):
-        if name in _REQUEST_ATTRIBUTES:
+        if name == "data":  # 0.1.x: the points `_eval` evaluates on (tune sets them), per session here
+            _last_tune().data = value
+        elif name in _REQUEST_ATTRIBUTES:
             current_session().set_requests(**{_REQUEST_ATTRIBUTES[name]: value})
         elif name in _REPLACED_ATTRIBUTES:
             raise ConfigError(f"Completion.{name} is not a setting of this engine: {_REPLACED_ATTRIBUTES[name]}")
@@ -69,6 +98,8 @@ class _SeedSettings(type):
             super().__setattr__(name, value)
 
     def __getattr__(cls, name):
+        if name == "data":
+            return _last_tune().data
         if name in _REQUEST_ATTRIBUTES:
             return getattr(current_session().requests, _REQUEST_ATTRIBUTES[name])
         if name == "seed":  # reading them is harmless: the current session's values
@@ -207,13 +238,14 @@ class Completion(metaclass=_SeedSettings):
 
     @classmethod
     def test(cls, data, config=None, eval_func=None, use_cache=True, agg_method="avg",
-             return_responses_and_per_instance_result=False, logging_level=logging.WARNING, concurrency=8,
+             return_responses_and_per_instance_result=False, logging_level=logging.WARNING, concurrency="auto",
              **more_config):
         """Evaluate `config` over `data` with `eval_func(responses, **point)`; aggregate with `agg_method`.
 
         Both spellings: `test(data, config, eval_func)` (the seed's) and `test(data, eval_func, **config)`
         (pyautogen 0.1.x: the request settings as keyword arguments). Returns None when neither this call nor
-        an earlier `tune` gave an eval_func. Requests for different points run concurrently (`concurrency`);
+        an earlier `tune` gave an eval_func. Requests for different points run concurrently (`concurrency`: "auto"
+        adapts to each endpoint up to its model's ceiling, a number pins it);
         results equal a sequential run's.
         """
         session = current_session()
@@ -238,28 +270,92 @@ class Completion(metaclass=_SeedSettings):
 
     @classmethod
     def tune(cls, data, metric, mode, eval_func, log_file_name=None, inference_budget=None,
-             optimization_budget=None, num_samples=1, logging_level=logging.WARNING, concurrency=8, trials=None,
-             ray=None, selection="best", **config):
+             optimization_budget=None, num_samples=1, logging_level=logging.WARNING, concurrency="auto", trials=None,
+             ray=None, selection="best", agg_method="avg", **config):
         """Search inference settings for `data` under the budgets; returns (best_config, analysis).
 
         The config returned is the cheapest of the equally good complete trials: `selection="best"` breaks
         exact ties on cost, `selection="1se"` takes the cheapest within one standard error of the best.
-        `trials` run in flight together on this process's event loop, or on Ray workers with
+        `agg_method` aggregates the metric over the points as `test` does (a name: avg, median, min, max, sum;
+        a callable; or a dict per metric); the selection and the intervals are the aggregate's.
+        Without `model`, the models a `config_list` names are searched (0.1.x's default models when it names
+        none). `trials` run in flight together on this process's event loop, or on Ray workers with
         `ray={"address": None | "auto" | "ray://host:port", "workers": 2}`."""
         session = current_session()
+        space = translate(config)
+        if "model" not in space and space.get("config_list") and not any(
+                isinstance(e, dict) and e.get("model") for e in space["config_list"]):
+            models = OLD_DEFAULT_CHAT_MODELS if cls._force_chat else OLD_DEFAULT_MODELS
+            logger.warning("tune(): neither `model` nor the config_list names a model: searching 0.1.x's default "
+                           "models %s on every entry (pass model=... to choose)", models)
+            space = {**space, "model": _domains.choice(models)}
         with _logging_level(logging_level):
             spec = TuneSpec(data, metric, mode, eval_func, inference_budget=inference_budget,
                             optimization_budget=optimization_budget, num_samples=num_samples,
                             log_file_name=log_file_name, concurrency=concurrency, trials=trials, ray=ray,
-                            selection=selection,
+                            selection=selection, agg_method=agg_method,
                             force_chat=cls._force_chat,
-                            progress=logging_level <= logging.WARNING, space=translate(config))
+                            progress=logging_level <= logging.WARNING, space=space)
             tuner = Tuner(spec, session.requester.for_run(), session.seed)
             session.last_eval_func = eval_func
+            _last_tunes[session] = _LastTune(spec.data, tuner.space, agg_method)
             best, analysis = tuner.run()
             # the endpoints (and their keys) are the caller's, not the tuned config's: 0.1.x code passes its
             # config_list again beside it, `create(context, config_list=cl, **config)`
             return {k: v for k, v in best.items() if k != "config_list"}, analysis
+
+    @classmethod
+    def _construct_params(cls, context, config, prompt=None, messages=None, allow_format_str_template=False):
+        """0.1.x's private helper: the request parameters create() sends for `config` in `context`.
+
+        `prompt` / `messages` replace the config's. A chat model (this engine's catalog says so, or its name is
+        not a text-completion model's; always for ChatCompletion) gets `messages`, a prompt becoming one user
+        message; a text-completion model gets `prompt`. Templates are filled by create()'s own templating,
+        which fills string templates whatever `allow_format_str_template` says (see the README's differences).
+        """
+        params = dict(config)
+        prompt = config.get("prompt") if prompt is None else prompt
+        messages = config.get("messages") if messages is None else messages
+        chat = cls._force_chat or _is_chat(config["model"])
+        if prompt is None and messages is None:
+            raise ConfigError("config has neither `prompt` nor `messages`")
+        if prompt is None:
+            if not chat:
+                raise ConfigError(f"model {config['model']!r} is a text-completion model: give `prompt`, not `messages`")
+            params["messages"] = render_messages(messages, context) if context else messages
+        elif chat:
+            params["messages"] = [{"role": "user", "content": render(prompt, context)}]
+            params.pop("prompt", None)
+        else:
+            params["prompt"] = render(prompt, context)
+        return params
+
+    @classmethod
+    def _eval(cls, config: dict, prune: bool = True, eval_only: bool = False) -> dict:
+        """0.1.x's private helper: `config` evaluated on `Completion.data` (the last tune's points unless set)
+        with the last tune's eval_func; the metrics aggregated as that tune did, with `cost` and
+        `inference_cost` (as `test`). `config` may be a search-space sample (`analysis.best_config`: indices,
+        `subspace`) or a plain config. Always the full evaluation (0.1.x's `prune=False, eval_only=True`):
+        the staged, pruned evaluation runs only inside tune."""
+        session, last = current_session(), _last_tune()
+        if last.data is None or session.last_eval_func is None:
+            raise ConfigError("_eval() needs a tune() before it (its eval_func), and Completion.data or that tune's data")
+        if last.space is not None:  # as 0.1.x: a sample of the tune's space, sent to the tune's config_list
+            if "subspace" in config or isinstance(config.get("prompt", config.get("messages")), int):
+                config = last.space.decode(config)
+            elif "config_list" not in config and last.space.endpoints(config.get("model")):
+                config = {**config, "config_list": last.space.endpoints(config.get("model"))}
+        return evaluate_config(session.requester.for_run(), session.seed, last.data, translate(config),
+                               session.last_eval_func, agg_method=last.agg_method, force_chat=cls._force_chat,
+                               progress=False)
+
+
+def _is_chat(model: str) -> bool:
+    """Whether create() sends `model` to the chat endpoint: its catalog entry says, else its name."""
+    try:
+        return current_session().catalog.get(model).chat
+    except UnknownModelError:
+        return inferred_spec(model, {"api_type": "openai"}).chat
 
 
 class ChatCompletion(Completion):

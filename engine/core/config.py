@@ -99,6 +99,13 @@ class SelectionConfig:
 
 
 @dataclass
+class TuneConfig:
+    # how the metric aggregates over the tune points, as `test`'s agg_method: avg, median, min (the worst
+    # point), max, sum, or {metric: name}; the selection rule and the intervals apply to the aggregate
+    agg_method: Any = "avg"
+
+
+@dataclass
 class CacheConfig:
     path: str = ".cache"
     seed: int = 41
@@ -127,7 +134,9 @@ class TrackingConfig:
 @dataclass
 class ParallelConfig:
     backend: str = "local"  # local: this process's event loop; ray: Ray workers (conf/parallel/ray.yaml)
-    concurrency: int = 8  # requests in flight at once, across all trials
+    # requests in flight at once, across all trials: auto (or null) adapts per endpoint up to its model's
+    # concurrency.ceiling (engine/requests/providers/limiter.py); a number pins it
+    concurrency: Any = "auto"
     trials: Optional[int] = None  # trials in flight together; None: half of concurrency (ray: workers)
     address: Optional[str] = None  # ray: null starts a local Ray; auto or ray://host:port joins a cluster
     workers: int = 2  # ray: trials at once
@@ -147,6 +156,7 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
@@ -161,10 +171,19 @@ class RunConfig:
 @dataclass
 class PromoteConfig:
     run_id: Optional[str] = None  # default: the last finished tune in the tracking store
+    sweep: Optional[str] = None  # a sweep run's id, or `last`: promote that sweep's winner
     name: Optional[str] = None  # registered model name; default: the run's registered_model tag
     alias: str = "production"
     force: bool = False  # move the alias even when the input fields change or the test metric is worse
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def _agg_names(agg_method) -> bool:
+    """A config file names its aggregation: one name, or one per metric."""
+    from .stats import AGGREGATORS
+
+    names = agg_method.values() if isinstance(agg_method, dict) else [agg_method]
+    return all(isinstance(n, str) and n in AGGREGATORS for n in names)
 
 
 def register_configs() -> None:
@@ -198,10 +217,13 @@ def to_run_config(cfg) -> RunConfig:
         ("budget.inference", run.budget.inference, run.budget.inference is None or dollars(run.budget.inference)),
         ("budget.test", run.budget.test, run.budget.test is None or dollars(run.budget.test)),
         ("budget.num_samples", run.budget.num_samples, run.budget.num_samples == -1 or run.budget.num_samples > 0),
-        ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency >= 1),
+        ("parallel.concurrency", run.parallel.concurrency, run.parallel.concurrency in (None, "auto") or (
+            isinstance(run.parallel.concurrency, int) and not isinstance(run.parallel.concurrency, bool)
+            and run.parallel.concurrency >= 1)),
         ("parallel.backend", run.parallel.backend, run.parallel.backend in ("local", "ray")),
         ("task.test_fraction", run.task.test_fraction, 0 < run.task.test_fraction < 1),
         ("selection.rule", run.selection.rule, run.selection.rule in SELECTION_RULES),
+        ("tune.agg_method", run.tune.agg_method, _agg_names(run.tune.agg_method)),
         ("sandbox", run.sandbox, run.sandbox in (None, "os", "unsafe")),
         ("task.tune_size", run.task.tune_size, run.task.tune_size is None or run.task.tune_size >= 1),
         ("task.test_size", run.task.test_size, run.task.test_size is None or run.task.test_size >= 1),

@@ -19,6 +19,10 @@ from .prices import list_price_per_1k
 
 logger = logging.getLogger("engine")
 PROVIDERS = ("openai", "azure", "compatible", "embedded")
+# Requests in flight to one endpoint when a model file does not say: a hosted API takes many at once; the
+# embedded llama.cpp server answers one at a time (a second one queued keeps it busy between answers).
+DEFAULT_CONCURRENCY = {"hosted": {"floor": 1, "ceiling": 64, "start": 8},
+                       "embedded": {"floor": 1, "ceiling": 2, "start": 2}}
 
 
 def conf_dir() -> Path:
@@ -54,6 +58,9 @@ class ModelSpec:
     # Tokens a server may return beyond max_tokens per choice (llama.cpp completes a multi-byte character),
     # for the same bounds.
     completion_margin_tokens: int = 4
+    # Requests in flight to its endpoint (engine/requests/providers/limiter.py): {floor, ceiling, start}; the
+    # limit adapts between floor and ceiling. Missing keys: DEFAULT_CONCURRENCY of its provider.
+    concurrency: dict = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self):
@@ -65,11 +72,29 @@ class ModelSpec:
                               "environment only (api_key_env)")
         if self.provider not in PROVIDERS:
             raise ConfigError(f"model {self.name!r}: provider must be one of {PROVIDERS}, got {self.provider!r}")
+        self.concurrency_limits()  # raises on bad bounds
         price = self.price_per_1k or {}
         for part in ("prompt", "completion"):
             value = price.get(part)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"model {self.name!r}: price_per_1k.{part} must be a number >= 0, got {value!r}")
+
+    def concurrency_limits(self) -> tuple[int, int, int]:
+        """(floor, ceiling, start) of its requests in flight: its `concurrency`, else its provider's default."""
+        given = self.concurrency or {}
+        unknown = set(given) - {"floor", "ceiling", "start"}
+        if unknown:
+            raise ConfigError(f"model {self.name!r}: concurrency takes floor, ceiling and start, not {sorted(unknown)}")
+        default = DEFAULT_CONCURRENCY["embedded" if self.provider == "embedded" else "hosted"]
+        values = {k: given.get(k, default[k]) for k in ("floor", "ceiling", "start")}
+        if "start" not in given:  # a ceiling below the default start starts there
+            values["start"] = max(values["floor"], min(values["start"], values["ceiling"]))
+        floor, ceiling, start = (values[k] for k in ("floor", "ceiling", "start"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (floor, ceiling, start)) \
+                or not 1 <= floor <= start <= ceiling:
+            raise ConfigError(f"model {self.name!r}: concurrency needs integers 1 <= floor <= start <= ceiling, "
+                              f"got {values}")
+        return floor, ceiling, start
 
     @property
     def prompt_price(self) -> float:

@@ -46,6 +46,8 @@ class TrialRecord:
     error: str = ""  # the failure that ended a trial pruned for "error"
     started_at: float = 0.0  # epoch seconds
     ended_at: float = 0.0
+    # a complete trial's per point: {"answers": [...], "metrics": {...}, "cost_usd": ...} (not in as_dict)
+    details: list = field(default_factory=list, repr=False)
 
     @property
     def wall_time_s(self) -> float:

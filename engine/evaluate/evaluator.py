@@ -1,13 +1,13 @@
 """Evaluate one config over data points: requests run concurrently, results come back in data order.
 
 Every point is prepared (templated, validated) before the first request, so bad input costs nothing.
-Concurrency is asyncio with the async openai client, bounded by a semaphore; the cache, the cost and
-the order of results are exactly those of a sequential run.
+Concurrency is asyncio with the async openai client: points in flight are bounded by a semaphore, and the
+requests sent to each endpoint by its limit (engine/requests/providers/limiter.py: adaptive, or pinned by an
+explicit `concurrency`); the cache, the cost and the order of results are exactly those of a sequential run.
 """
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -17,11 +17,11 @@ from tqdm.auto import tqdm
 
 from ..requests.budget import BudgetGuard, worst_case_cost, worst_case_tokens
 from ..core.numbers import is_number, plain
+from ..core.stats import AGGREGATORS
 from ..core.errors import BudgetExhausted, BudgetOverrunError, ConfigError
+from ..requests.providers.limiter import PINNED
 from ..requests.requester import Outcome, PreparedRequest, Requester, prepare
 
-AGGREGATORS: dict[str, Callable] = {"avg": statistics.fmean, "mean": statistics.fmean, "average": statistics.fmean,
-                                    "median": statistics.median, "min": min, "max": max, "sum": sum}
 
 
 def extract_text(response: dict) -> list[str]:
@@ -51,18 +51,26 @@ class EvalRun:
 class Evaluator:
     """Sends one config's requests for many data points, concurrently, through cache and budget.
 
-    `slots` bounds requests in flight; several evaluators (a tune's trials in flight together) share one.
+    `slots` bounds points in flight; several evaluators (a tune's trials in flight together) share one.
+    `concurrency` None (or "auto"): each endpoint's limit adapts up to its model's ceiling, and points in flight
+    are bounded by the highest ceiling of the config's models; a number bounds them and, unless `pinned` is
+    False (a tune's trials under an adaptive limit), pins each endpoint's limit at it.
     `stop` ends the sending of new requests from outside (Ctrl-C during a tune): those in flight complete.
     """
 
-    def __init__(self, requester: Requester, seed: int | str, concurrency: int = 8,
+    def __init__(self, requester: Requester, seed: int | str, concurrency: int | str | None = None,
                  budget: BudgetGuard | None = None, force_chat: bool = False, progress: bool = True,
-                 slots: asyncio.Semaphore | None = None, stop: threading.Event | None = None):
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
+                 slots: asyncio.Semaphore | None = None, stop: threading.Event | None = None,
+                 pinned: bool | None = None):
+        if concurrency == "auto":
+            concurrency = None
+        if concurrency is not None and (not isinstance(concurrency, int) or isinstance(concurrency, bool)
+                                        or concurrency < 1):
+            raise ConfigError(f"concurrency must be a positive integer or 'auto', got {concurrency!r}")
         self.requester = requester
         self.seed = seed
         self.concurrency = concurrency
+        self.pinned = concurrency if (pinned if pinned is not None else concurrency is not None) else None
         self.budget = budget
         self.force_chat = force_chat
         self.progress = progress
@@ -95,9 +103,11 @@ class Evaluator:
         prepared = self.prepare(config, data, indices, offset)
         run = EvalRun(outcomes=[None] * len(prepared))
         reservations = self._admit(prepared, run)
+        pin = PINNED.set(self.pinned)  # the tasks of these requests inherit it (limiter.py)
         try:
             await self._run(prepared, indices, use_cache, desc, run, reservations, on_answer)
         finally:
+            PINNED.reset(pin)
             if self.budget is not None:  # what was reserved and never settled (skipped points, Ctrl-C)
                 self.budget.release(sum(reservations))
         run.interrupted = self.stop.is_set()
@@ -124,7 +134,7 @@ class Evaluator:
 
     async def _run(self, prepared: list[list[PreparedRequest]], indices: list[int], use_cache: bool, desc: str,
                    run: EvalRun, reservations: list[float], on_answer) -> None:
-        slots = self.slots or asyncio.Semaphore(self.concurrency)
+        slots = self.slots or asyncio.Semaphore(self.concurrency or self._ceiling(prepared))
         bar = tqdm(total=len(prepared), desc=desc, unit="pt", delay=1.0, leave=False, disable=not self.progress)
 
         def stopped() -> bool:
@@ -174,6 +184,11 @@ class Evaluator:
             await asyncio.gather(*(one(i, r) for i, r in enumerate(prepared)))
         finally:
             bar.close()
+
+    def _ceiling(self, prepared: list[list[PreparedRequest]]) -> int:
+        """The highest ceiling of the endpoints these requests go to (their models' concurrency.ceiling)."""
+        return max((r.endpoint.limits[1] for requests in prepared for r in requests if r.endpoint.limits),
+                   default=8)
 
     def _overrun(self, outcome: Outcome, reserved: float, cost: float) -> BudgetOverrunError:
         """The answer cost more than the bound its reservation rested on: say by how much, and where."""

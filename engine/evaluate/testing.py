@@ -33,6 +33,7 @@ class TestRun:
     #                   unanswered_requests (timed out after sending: may have been billed), unanswered_usd
     per_instance: list[dict] = field(default_factory=list)
     responses: list = field(default_factory=list)  # each point's choices, as texts
+    costs: list = field(default_factory=list)  # each point's responses at list price (USD)
 
     def merged(self) -> dict:
         """The seed API's one dict: the metrics, then the accounting figures. An accounting figure whose name
@@ -44,7 +45,7 @@ class TestRun:
 
 
 def run_test(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, eval_func: Callable,
-             use_cache: bool = True, agg_method="avg", concurrency: int = 8, force_chat: bool = False,
+             use_cache: bool = True, agg_method="avg", concurrency: int | None = None, force_chat: bool = False,
              progress: bool = True, budget: float | None = None) -> TestRun:
     """Evaluate `config` on every point of `data` and aggregate eval_func's metrics.
 
@@ -69,12 +70,14 @@ def run_test(requester: Requester, seed, data: Sequence[Mapping], config: Mappin
     accounting = {"cost": run.cost, "inference_cost": run.cost / len(data), "spent": run.spent,
                   "saved": run.cost - run.spent, "cache_hits": run.cache_hits, "requests": run.requests,
                   "unanswered_requests": money.unanswered_requests, "unanswered_usd": money.unanswered}
+    answered = [o for o in run.outcomes if o is not None]  # outcomes stop at the budget
     return TestRun(aggregate(per_instance, agg_method), accounting, per_instance,
-                   [extract_text(o.response) for o in run.outcomes])
+                   [extract_text(o.response) for o in answered],
+                   [requester.cost(o.request.model, o.response) for o in answered])
 
 
 def evaluate_config(requester: Requester, seed, data: Sequence[Mapping], config: Mapping, eval_func: Callable,
-                    use_cache: bool = True, agg_method="avg", return_details: bool = False, concurrency: int = 8,
+                    use_cache: bool = True, agg_method="avg", return_details: bool = False, concurrency=None,
                     force_chat: bool = False, progress: bool = True, budget: float | None = None):
     """The seed API's `test`: `TestRun.merged()` (metrics plus `cost`, `inference_cost`, ...); with
     `return_details`, (merged, per_instance_results, responses) as the seed library returned them."""

@@ -36,22 +36,54 @@ def _client(uri: str | None):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def last_tune_run(uri: str | None = None, user: str | None = None) -> str:
-    """The most recent finished tune (a parent run with a best config) of this user: on a team's server,
-    never a colleague's run picked by accident."""
+def _newest(client, kind: str, user: str | None):
+    """This user's most recent FINISHED run of `kind` (tune or sweep), or None; and the user."""
     import getpass
 
     user = user or getpass.getuser()
-    client = _client(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    query = (f"tags.`engine.kind` = 'tune' and attributes.status = 'FINISHED' and tags.`mlflow.user` = "
+    query = (f"tags.`engine.kind` = '{kind}' and attributes.status = 'FINISHED' and tags.`mlflow.user` = "
              f"'{user.replace(chr(39), '')}'")
     runs = client.search_runs(experiments, query, order_by=["attributes.start_time DESC"],
                               max_results=1) if experiments else []
-    if not runs:
+    return (runs[0] if runs else None), user
+
+
+def last_tune_run(uri: str | None = None, user: str | None = None) -> str:
+    """The most recent finished tune (a parent run with a best config) of this user: on a team's server,
+    never a colleague's run picked by accident."""
+    run, user = _newest(_client(uri), "tune", user)
+    if run is None:
         raise ConfigError(f"no finished tune of user {user!r} in the tracking store {tracking_uri(uri)}: run "
                           "`python -m engine.tune`, or name the run: run_id=...")
-    return runs[0].info.run_id
+    return run.info.run_id
+
+
+def sweep_winner(sweep: str, uri: str | None = None, user: str | None = None) -> str:
+    """The winning tune run of a sweep run (engine.mlflow.sweep): `sweep` is its run id, or `last` for this
+    user's most recent finished sweep."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    if sweep == "last":
+        run, user = _newest(client, "sweep", user)
+        if run is None:
+            raise ConfigError(f"sweep=last: no finished sweep of user {user!r} in {tracking_uri(uri)}: run "
+                              "`python -m engine.tune -m ...`, or name the sweep run: sweep=<run id>")
+    else:
+        try:
+            run = client.get_run(sweep)
+        except MlflowException as exc:
+            raise ConfigError(f"sweep={sweep}: no such run in {tracking_uri(uri)} "
+                              f"({str(exc).splitlines()[0]})") from None
+    if run.data.tags.get("engine.kind") != "sweep":
+        raise ConfigError(f"sweep={sweep}: run {run.info.run_id} is not a sweep's run (engine.kind="
+                          f"{run.data.tags.get('engine.kind')!r}); give a sweep run's id, or run_id= for a tune")
+    winner = run.data.tags.get("winner_run_id")
+    if not winner:
+        raise ConfigError(f"sweep={sweep}: sweep run {run.info.run_id} ({run.info.status}) has no winner: "
+                          f"{run.data.tags.get('mlflow.note.content', 'no job finished')}")
+    return winner
 
 
 ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")

@@ -232,6 +232,98 @@ def summary_line(summary: Summary) -> str:
             f"${summary.saved:.6f}" + ("; stopped by the optimization budget" if summary.stopped_by_budget else ""))
 
 
+class TrialWriter:
+    """The tune's side of trial_writer.py: trials go down its stdin, their run ids come back on a reader
+    thread. Started in a session of its own, so Ctrl-C in the terminal does not reach it: every trial sent
+    is written before it exits."""
+
+    def __init__(self, process: subprocess.Popen, stderr):
+        import threading
+
+        self.process, self.stderr = process, stderr
+        self.sent = self.acked = 0
+        self.runs: dict[int, str] = {}
+        self.errors: list[str] = []
+        self.changed = threading.Condition()
+        threading.Thread(target=self._read, name="mlflow-trial-runs", daemon=True).start()
+
+    @classmethod
+    def start(cls, uri: str, experiment_id: str) -> "TrialWriter | None":
+        stderr = tempfile.TemporaryFile(mode="w+")
+        try:
+            process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("trial_writer.py")), uri,
+                                        str(experiment_id)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=stderr, text=True, start_new_session=True)
+        except OSError:
+            stderr.close()
+            return None  # written in this process instead
+        return cls(process, stderr)
+
+    def send(self, trial: dict) -> None:
+        self.process.stdin.write(json.dumps(trial) + "\n")
+        self.process.stdin.flush()
+        self.sent += 1
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            head, _, rest = line.strip().partition(" ")
+            with self.changed:
+                if head == "error":
+                    self.errors.append(rest.partition(" ")[2])
+                elif head:
+                    self.runs[int(head)] = rest
+                self.acked += 1
+                self.changed.notify_all()
+        with self.changed:
+            self.acked = -1  # the process is gone
+            self.changed.notify_all()
+
+    def wait(self, runs: dict[int, str]) -> list[BaseException]:
+        """Until every trial sent is written; their run ids go into `runs`; the failures, as exceptions."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.acked >= self.sent or self.acked < 0)
+            runs.update(self.runs)
+            errors, self.errors = self.errors, []
+            if self.acked < 0 and len(runs) < self.sent:
+                self.stderr.seek(0)
+                errors.append(f"the trial writer exited early: {self.stderr.read()[-2000:]}")
+        return [RuntimeError(f"MLflow trial logging: {e}") for e in errors]
+
+    def close(self) -> None:
+        """Every trial is written by now (`wait`): the process is told to end and reaped on a thread of its
+        own, so its interpreter's shutdown is not waited for."""
+        import threading
+
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+
+        def reap() -> None:
+            self.process.wait()
+            self.stderr.close()
+
+        threading.Thread(target=reap, name="mlflow-trial-writer-exit", daemon=True).start()
+
+
+SWEEP_RUN_ENV = "ENGINE_SWEEP_RUN"  # set by the sweep callback (engine.mlflow.sweep) for the jobs it runs
+SWEEP_URI_ENV = "ENGINE_SWEEP_URI"
+SWEEP_KEYS_ENV = "ENGINE_SWEEP_KEYS"  # the keys the sweep varies: a job's run name starts with them
+
+
+def swept_first(overrides: list[str]) -> list[str]:
+    """A job's overrides, those the running sweep varies first (each group sorted): what differs between the
+    sweep's runs is what the runs table shows before it truncates a name."""
+    swept = set(filter(None, os.environ.get(SWEEP_KEYS_ENV, "").split(",")))
+    return sorted(overrides, key=lambda o: (o.split("=", 1)[0].lstrip("+~") not in swept, o))
+
+
+def sweep_parent(uri: str) -> str | None:
+    """The run of the sweep this process's jobs belong to, when it is in the same store."""
+    run_id = os.environ.get(SWEEP_RUN_ENV)
+    return run_id if run_id and os.environ.get(SWEEP_URI_ENV) == uri else None
+
+
 class Tracker:
     """The MLflow side of one tune. Use `start`, `log_trial` per trial, then `finish` or `end(status)`."""
 
@@ -262,6 +354,8 @@ class Tracker:
         self.trial_runs: dict[int, str] = {}  # trial number -> its child run
         self._logging: ThreadPoolExecutor | None = None  # logs trials off the tune's critical path
         self._queued: list = []
+        # the process that writes trial runs (trial_writer.py); False: it could not start, trials are written here
+        self._writer: TrialWriter | bool | None = None
         self.source: dict[str, str] = {}  # MLflow's standard tags, the same on the parent and its trials
 
     def start(self, params: dict, tags: dict, inputs: dict[str, list[dict]] | None = None,
@@ -273,15 +367,20 @@ class Tracker:
         tags = {**self.source, **{k: str(v) for k, v in tags.items() if v is not None}}
         tags["engine.kind"] = "tune"
         tags["engine.process"] = process_tag()
+        sweep_run = sweep_parent(self.uri)
+        if sweep_run:  # a job of a sweep: nested under the sweep's run (engine.mlflow.sweep)
+            from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+            tags[MLFLOW_PARENT_RUN_ID] = sweep_run
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         self.run_id = run.info.run_id
         self.space = space
         if space is not None:
             params = {**params, "search_space": space_text(space)}
-            self.client.log_dict(self.run_id, readable_space(space), "search_space.yaml")
-        self._log(self.run_id, params=params)
-        for context, points in (inputs or {}).items():
-            self._log_dataset(points, context, tags.get("task", "data"))
+            self._submit(self.client.log_dict, self.run_id, readable_space(space), "search_space.yaml")
+        self._submit(self._log, self.run_id, params=params)
+        for context, points in (inputs or {}).items():  # off the critical path too: the tune starts at once
+            self._submit(self._log_dataset, points, context, tags.get("task", "data"))
         return self.run_id
 
     def close_stale_runs(self) -> None:
@@ -299,11 +398,15 @@ class Tracker:
                 self.client.set_terminated(run.info.run_id, "KILLED")
 
     def log_trial(self, trial: TrialRecord) -> None:
-        """Queue the trial's child run for the tracker's logging thread: MLflow's calls (one round trip each
-        on a tracking server) never hold up the tune; `finish` and `end` wait for the queue to drain."""
+        """Queue the trial's child run for the tracker's logging thread, which hands it to the trial writer
+        process: MLflow's calls (their CPU, and a round trip each on a tracking server) never hold up the tune;
+        `finish` and `end` wait until every trial queued is written."""
+        self._submit(self._log_trial, trial)
+
+    def _submit(self, fn, *args, **kwargs) -> None:
         if self._logging is None:
-            self._logging = ThreadPoolExecutor(1, thread_name_prefix="mlflow-log")  # one thread: trial order
-        self._queued.append(self._logging.submit(self._log_trial, trial))
+            self._logging = ThreadPoolExecutor(1, thread_name_prefix="mlflow-log")  # one thread: in order
+        self._queued.append(self._logging.submit(fn, *args, **kwargs))
 
     def drain(self, raise_errors: bool = True) -> None:
         """Wait until every queued trial is logged; the first failure is raised (or dropped, on the way out
@@ -313,41 +416,63 @@ class Tracker:
         if self._logging is not None:
             self._logging.shutdown(wait=True)
             self._logging = None
+        if self._writer:
+            errors += self._writer.wait(self.trial_runs)
         if errors and raise_errors:
             raise errors[0]
 
     def _log_trial(self, trial: TrialRecord) -> None:
         """A nested child run over the trial's real start and end: its config as params, its numbers as
-        metrics, named by what it chose."""
+        metrics, named by what it chose; written by the trial writer process (or here, if it cannot start)."""
+        message = self._trial_message(trial)
+        if self._writer is None:
+            self._writer = TrialWriter.start(self.uri, self.experiment_id) or False
+        if self._writer:
+            self._writer.send(message)
+            return
+        child = self.client.create_run(self.experiment_id, start_time=message["start_ms"], tags=message["tags"],
+                                       run_name=message["name"])
+        self._log(child.info.run_id, params=message["params"], metrics=message["metrics"], at_ms=message["end_ms"])
+        self.client.set_terminated(child.info.run_id, "FINISHED", end_time=message["end_ms"])
+        self.trial_runs[trial.number] = child.info.run_id
+
+    def _trial_message(self, trial: TrialRecord) -> dict:
+        """What a trial's child run holds, as plain data (what trial_writer.py reads)."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         record = trial.as_dict()
         now = time.time()
         start_ms = int((trial.started_at or now) * 1000)
-        end_ms = max(start_ms, int((trial.ended_at or now) * 1000))
         tags = {**self.source, MLFLOW_PARENT_RUN_ID: self.run_id, "engine.kind": "trial",
                 "pruned": trial.pruned or "no"}
         if trial.error:
             tags["error"] = trial.error[:TAG_MAX]
-        child = self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags,
-                                       run_name=trial_name(trial.number, trial.config, self.space))
+        return {"number": trial.number, "name": trial_name(trial.number, trial.config, self.space), "tags": tags,
+                "start_ms": start_ms, "end_ms": max(start_ms, int((trial.ended_at or now) * 1000)),
+                "params": {k: redact_text(str(v))[:PARAM_MAX] for k, v in flatten(record["config"]).items()},
+                "metrics": _metrics(self._trial_values(trial, record))}
+
+    @staticmethod
+    def _trial_values(trial: TrialRecord, record: dict) -> dict:
         values = {**record["metrics"], "pruned": float(bool(trial.pruned))}
         values.update({k: v for k, v in record.items()
                        if k not in ("config", "metrics", "scores", "pruned", "error", "trial", "started_at",
                                     "ended_at")})
         values.update(per_1k(values))
-        self._log(child.info.run_id, params=record["config"], metrics=values, at_ms=end_ms)
-        self.client.set_terminated(child.info.run_id, "FINISHED", end_time=end_ms)
-        self.trial_runs[trial.number] = child.info.run_id
+        return values
 
     def finish(self, best_config: dict, metrics: dict, trials: list[TrialRecord], metric: str, mode: str,
                extra_artifacts: list[Path] = (), best_trial: TrialRecord | None = None,
-               note: str | None = None) -> None:
+               note: str | None = None, items: dict[str, dict] | None = None) -> None:
         """The best config (artifacts, and params `best.*`), the best trial marked and linked, the metrics,
-        the plot and the one-line summary as the run's description; then FINISHED."""
+        the plot, the per-item tables (`items`: artifact path -> columns, engine.mlflow.items) and the one-line
+        summary as the run's description; then FINISHED."""
         from .plots import cost_vs_metric
 
         self.drain()
+        for path, table in (items or {}).items():
+            if table and table.get("point"):
+                self.log_table(path, table)
 
         self._log(self.run_id, params={f"best.{k}": v for k, v in public_view(best_config).items()},
                   metrics=metrics)
@@ -370,6 +495,14 @@ class Tracker:
             if Path(path).exists():
                 self.client.log_artifact(self.run_id, str(path))
         self.end("FINISHED")
+
+    def log_table(self, path: str, table: dict[str, list]) -> None:
+        """A table artifact (MLflow's JSON table format, shown as a table in the run's Artifacts tab)."""
+        import pandas as pd
+
+        with warnings.catch_warnings():  # pandas' notices about MLflow's own dtype checks
+            warnings.simplefilter("ignore")
+            self.client.log_table(self.run_id, pd.DataFrame(table), path)
 
     def ui_hint(self) -> str:
         """The command that opens the MLflow UI on this store, and the address of this run in it."""
@@ -396,6 +529,9 @@ class Tracker:
             except Exception:  # noqa: BLE001 - the store may be what failed; the status below still matters
                 pass
         self.client.set_terminated(self.run_id, status)
+        if self._writer:
+            self._writer.close()
+        self._writer = None
 
     def _log(self, run_id: str, params: dict | None = None, metrics: dict | None = None,
              at_ms: int | None = None) -> None:

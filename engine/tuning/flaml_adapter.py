@@ -14,7 +14,7 @@ import warnings
 with warnings.catch_warnings():  # flaml warns that its AutoML extra is missing; tuning does not need it
     warnings.simplefilter("ignore")
     from flaml import BlendSearch, tune
-    from flaml.tune.trial_runner import SequentialTrialRunner
+    from flaml.tune.trial_runner import SequentialTrialRunner as _FlamlTrialRunner
     from flaml.tune.tune import ExperimentAnalysis
 
 _sample = importlib.import_module(tune.randint.__module__)
@@ -22,6 +22,17 @@ Categorical, Domain, Float, Integer = _sample.Categorical, _sample.Domain, _samp
 
 __all__ = ["BlendSearch", "Categorical", "Domain", "ExperimentAnalysis", "Float", "Integer", "SequentialTrialRunner",
            "as_flaml_result", "bounds", "describe", "is_domain", "quiet_search_logs", "tune"]
+
+
+class SequentialTrialRunner(_FlamlTrialRunner):
+    """FLAML's runner, lighter per trial. FLAML keeps, per numeric field of a trial's result, two moving-window
+    deques (last 5 and last 10 results) beside its min/max/avg/last: with one result per trial they only copy
+    that result, ~40 KB a trial, held for the whole tune. They are dropped once the result is in; the summary
+    (`metric_analysis`, which ExperimentAnalysis reads, `last-5-avg` included) stays."""
+
+    def process_trial_result(self, trial, result):
+        super().process_trial_result(trial, result)
+        trial.n_steps, trial.metric_n_steps = (), {}  # a later result, if any, updates the summary without them
 
 
 def is_domain(value) -> bool:

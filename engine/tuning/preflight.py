@@ -98,12 +98,13 @@ def dry_run_eval_func(spec: TuneSpec) -> None:
                               "for data point 0; it must grade any text a model may return") from exc
         if not isinstance(probe, dict):
             raise ConfigError(f"eval_func must return a dict of metrics, got {type(probe).__name__} for data point 0")
-        if spec.metric not in probe:
+        name = spec.aggregate.source(probe)  # the metric itself, or the one agg_method makes it from
+        if name is None:
             raise ConfigError(f"metric {spec.metric!r} is not in eval_func's result (it returns {sorted(probe)})")
-        value = probe[spec.metric]
+        value = probe[name]
         if not is_number(value):
-            raise ConfigError(f"eval_func's {spec.metric!r} is {value!r}: a metric must be a number (or a bool)")
+            raise ConfigError(f"eval_func's {name!r} is {value!r}: a metric must be a number (or a bool)")
         if not math.isfinite(float(value)):
-            raise ConfigError(f"eval_func's {spec.metric!r} is {float(value)} when given the answers {answers!r} for "
+            raise ConfigError(f"eval_func's {name!r} is {float(value)} when given the answers {answers!r} for "
                               "data point 0: a metric must be a finite number (a NaN compares as neither better "
                               "nor worse, so no config could be chosen by it)")

@@ -3,12 +3,14 @@ Ray task evaluates one admitted trial and hands back what it measured, what it s
 
 - Money: the driver admits each trial at its worst case (the same `OrderedAdmission` as on one machine), the
   task runs under an allowance of exactly that amount, and the driver settles the allowance with the figures
-  the task returns. A task that dies leaves its whole reservation counted as "possibly billed": the budget
-  holds whatever happens on a worker.
-- Cache: a task elsewhere uses a scratch cache and hands every response it was answered back to the driver,
-  which writes it to its own LMDB, so a rerun on the driver pays nothing. A task on the driver's machine
-  (`share_cache`) reads and writes the driver's cache directly instead (and takes part in its cross-process
-  in-flight claims): nothing to hand back, nothing written twice.
+  the task returns. A task that dies (its worker or its whole node lost) leaves its whole reservation counted
+  as "possibly billed": the trial is recorded as failed, the tune goes on on the nodes left, and the budget
+  holds whatever happens on a worker. Tasks are never retried by Ray (a retry could pay twice).
+- Placement: tasks are spread over the cluster's nodes (Ray's SPREAD strategy), not packed on the head.
+- Cache: a task on another node uses a scratch cache and hands every response it was answered back to the
+  driver, which writes it to its own LMDB, so a rerun on the driver pays nothing. A task on the driver's own
+  Ray node (`share_cache`) reads and writes the driver's cache directly instead (and takes part in its
+  cross-process in-flight claims): nothing to hand back, nothing written twice.
 - Code: Ray ships the TuneSpec (data, eval_func) to the workers by pickling; the engine must be installed
   where the workers run (a local Ray started here uses this interpreter).
 """
@@ -53,7 +55,8 @@ class TrialJob:
     concurrency: int  # requests in flight for this trial
     policy: RetryPolicy
     timeout: float
-    cache_host: str  # the driver's machine and cache folder
+    cache_host: str  # the driver's machine, Ray node and cache folder
+    cache_node: str
     cache_path: str
     share_cache: bool
 
@@ -69,6 +72,7 @@ class TrialResult:
     unanswered_requests: int
     responses: list[tuple[int | str, bytes, dict]] = field(default_factory=list)  # (seed, cache key, response)
     worker: str = ""  # host:pid, for the record and the tests
+    node: str = ""  # the Ray node id the task ran on
     error: BaseException | None = None
 
 
@@ -112,7 +116,9 @@ def _providers(policy: RetryPolicy, timeout: float) -> ProviderClient:
 
 def evaluate_trial(job: TrialJob) -> TrialResult:
     """The body of the Ray task: one trial's stages on this worker, under the driver's allowance."""
-    local = job.share_cache and job.cache_host == socket.gethostname() and Path(job.cache_path).is_dir()
+    node = _node_id()
+    local = (job.share_cache and node and job.cache_node == node and job.cache_host == socket.gethostname()
+             and Path(job.cache_path).is_dir())
     with contextlib.ExitStack() as stack:
         if local:  # the driver's own cache: what is answered is there already, nothing to hand back
             caches = CacheRoot(job.cache_path)
@@ -128,7 +134,7 @@ def evaluate_trial(job: TrialJob) -> TrialResult:
             loop = asyncio.get_running_loop()
             stages = StageRunner(job.spec, job.catalog, lambda fn, *args: loop.run_in_executor(None, fn, *args))
             evaluator = Evaluator(requester, job.seed, job.concurrency, allowance, job.spec.force_chat,
-                                  progress=False, slots=asyncio.Semaphore(job.concurrency))
+                                  progress=False, slots=asyncio.Semaphore(job.concurrency), pinned=job.spec.pinned)
             await stages.evaluate(job.record, evaluator, job.best, f"trial {job.record.number}")
 
         try:
@@ -136,7 +142,7 @@ def evaluate_trial(job: TrialJob) -> TrialResult:
         except Exception as exc:  # noqa: BLE001 - handed back with the money figures; the driver raises it
             error = exc if _picklable(exc) else EngineError(f"{type(exc).__name__}: {exc}")
         return TrialResult(job.record, allowance.charged, allowance.paid, allowance.unanswered,
-                           allowance.unanswered_requests, getattr(caches, "new", []), _where(), error)
+                           allowance.unanswered_requests, getattr(caches, "new", []), _where(), node, error)
 
 
 class RayTrials:
@@ -148,8 +154,14 @@ class RayTrials:
         self.requester = requester
         self.seed = seed
         self.workers_seen: set[str] = set()
+        self.nodes_seen: dict[str, int] = {}  # Ray node id: trials that came back from it
+        self.shipped = 0  # responses handed back by tasks on other nodes and written to the driver's cache
+        self.lost: list[int] = []  # trials whose task died (its worker or node lost), kept as possibly billed
+        self._lost_in_a_row = 0
         self._ray = _connect(settings)
-        self._remote = self._ray.remote(num_cpus=1, max_retries=0)(evaluate_trial)
+        self._node = _node_id()  # the driver's node: its tasks may share the driver's cache
+        # SPREAD: a trial per node in turn (the default packs the head first); no retry: it could pay twice
+        self._remote = self._ray.remote(num_cpus=1, max_retries=0, scheduling_strategy="SPREAD")(evaluate_trial)
         ship_by_value(self._ray, spec.eval_func)
         warm_up(self._ray, settings.workers)
 
@@ -167,16 +179,24 @@ class RayTrials:
 
     async def evaluate(self, record: TrialRecord, allowance: BudgetGuard, best: float | None) -> None:
         """Run the trial on a worker and fold what it did into `record` and `allowance`; the driver's cache
-        receives every response the worker was answered. A lost task keeps its allowance as possibly billed."""
+        receives every response the worker was answered. A lost task (its worker or node died) keeps its
+        whole allowance as possibly billed and its trial is recorded as failed; the tune goes on, unless tasks
+        keep dying (more in a row than trials in flight, plus two): then it stops with an EngineError."""
         providers = self.requester.providers
         job = TrialJob(self.spec, self.requester.catalog, self.seed, record, best, allowance.limit,
                        max(1, self.spec.concurrency // self.settings.workers), providers.policy, providers.timeout,
-                       socket.gethostname(), str(self.requester.caches.root.resolve()), self.settings.share_cache)
+                       socket.gethostname(), self._node, str(self.requester.caches.root.resolve()),
+                       self.settings.share_cache)
         try:
             result: TrialResult = await self._remote.remote(job)
-        except self._ray.exceptions.RayError as exc:
-            allowance.unanswered_attempt(allowance.limit)  # it may have spent all of it: keep it counted
-            raise EngineError(f"trial {record.number} was lost on its Ray worker: {_last_line(exc)}") from None
+        except self._ray.exceptions.RayTaskError as exc:  # the task failed there (a worker that cannot import
+            allowance.unanswered_attempt(allowance.limit)  # what the trial needs): other trials would fail alike
+            raise EngineError(f"trial {record.number} failed on its Ray worker: {_last_line(exc)}") from None
+        except self._ray.exceptions.RayError as exc:  # its worker or node died
+            self._lose(record, allowance, exc)
+            return
+        self._lost_in_a_row = 0
+        self.shipped += len(result.responses)
         for seed, key, response in result.responses:
             refused = self.requester.caches.for_seed(seed).put(key, response)
             if refused:
@@ -184,8 +204,24 @@ class RayTrials:
         allowance.add_spent(result.charged, result.paid, result.unanswered, result.unanswered_requests)
         record.__dict__.update(result.record.__dict__)
         self.workers_seen.add(result.worker)
+        self.nodes_seen[result.node] = self.nodes_seen.get(result.node, 0) + 1
         if result.error is not None:
             raise result.error
+
+    def _lose(self, record: TrialRecord, allowance: BudgetGuard, exc: BaseException) -> None:
+        """A task that died may have spent its whole allowance, and what it was answered died with it: keep
+        the allowance counted as possibly billed, and record the trial as failed (FLAML moves on)."""
+        allowance.unanswered_attempt(allowance.limit)
+        self.lost.append(record.number)
+        self._lost_in_a_row += 1
+        cause = f"{type(exc).__name__}: {_last_line(exc)}"
+        if self._lost_in_a_row > self.spec.trials + 2:
+            raise EngineError(f"{self._lost_in_a_row} trials in a row were lost on their Ray workers, each counted "
+                              f"at its worst case as possibly billed; stopping. The last: {cause}")
+        record.pruned = "error"
+        record.error = (f"lost on its Ray worker, counted at its worst case ${allowance.limit:.6f} as possibly "
+                        f"billed: {cause}")
+        logger.warning("trial %s %s", record.number, record.error)
 
 
 def ship_by_value(ray, fn) -> list[str]:
@@ -210,9 +246,20 @@ def _where() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _node_id() -> str:
+    """This process's Ray node ("" where Ray cannot say, e.g. a ray:// client: its tasks then use scratch)."""
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id() or ""
+    except Exception:  # noqa: BLE001 - no node to share a cache with
+        return ""
+
+
 def warm_up(ray, workers: int) -> set[str]:
-    """A fresh worker spends seconds importing the engine: pay it once per worker, before the first trial."""
-    where = ray.remote(num_cpus=1)(_where)
+    """A fresh worker spends seconds importing the engine: pay it once per worker, before the first trial
+    (spread as the trials are, so that each node's workers are warm)."""
+    where = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_where)
     return set(ray.get([where.remote() for _ in range(workers)]))
 
 

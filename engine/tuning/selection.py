@@ -14,6 +14,10 @@ points. Two rules:
 
 `Leader` keeps the best-so-far during the search, in the order trials are reported, and gives the bar a trial
 must still be able to reach to stay in the running (metric pruning); `choose` makes the final choice.
+
+Both rules apply to the metric as `agg_method` aggregates it (the mean by default; the median, the worst point
+with `min`, ...): "best" is the best aggregate, and the standard errors are that aggregate's (a bootstrap's for
+anything but the mean, see engine/core/stats.py).
 """
 from __future__ import annotations
 
@@ -24,9 +28,9 @@ from typing import Sequence
 from ..core.config import SELECTION_RULES as RULES
 from ..core.errors import ConfigError
 from ..core.records import TrialRecord
-from ..core.stats import paired_se
+from ..core.stats import Aggregate, paired_se
 
-TIE = 1e-12  # metrics are means over the same points: equal configs give equal sums, up to rounding
+TIE = 1e-12  # metrics aggregate the same points: equal configs give equal figures, up to rounding
 
 
 def check_rule(rule: str) -> str:
@@ -78,8 +82,10 @@ class Choice:
     complete: int = 0
 
 
-def choose(trials: Sequence[TrialRecord], metric: str, mode: str, rule: str, total: int) -> Choice | None:
-    """The trial to ship under `rule`, or None when no trial is complete."""
+def choose(trials: Sequence[TrialRecord], metric: str, mode: str, rule: str, total: int,
+           agg: Aggregate | None = None) -> Choice | None:
+    """The trial to ship under `rule`, or None when no trial is complete. `agg` is how the metric aggregates
+    its points (agg_method): the errors the 1-SE rule compares are that aggregate's."""
     complete = [t for t in trials if is_complete(t, metric, total)]
     if not complete:
         return None
@@ -90,20 +96,21 @@ def choose(trials: Sequence[TrialRecord], metric: str, mode: str, rule: str, tot
         tolerance = 0.0
     else:
         tolerance = best.interval.se if best.interval else 0.0
-        equals = [t for t in complete if _within(t, best, metric, mode, tolerance)]
+        equals = [t for t in complete if _within(t, best, metric, mode, tolerance, agg)]
     equals.sort(key=lambda t: (_cost(t), _rank(t, metric, mode)))
     chosen = equals[0]
     return Choice(chosen, best, rule, _reason(chosen, best, equals, len(complete), metric, tolerance, rule),
                   equals, len(complete))
 
 
-def _within(trial: TrialRecord, best: TrialRecord, metric: str, mode: str, best_se: float) -> bool:
+def _within(trial: TrialRecord, best: TrialRecord, metric: str, mode: str, best_se: float,
+            agg: Aggregate | None = None) -> bool:
     """Within one standard error of `best`: the tighter of best's own and the paired one on the same points."""
     gap = best.metrics[metric] - trial.metrics[metric]
     gap = gap if mode == "max" else -gap
     if _equal(gap, 0.0) or gap < 0:
         return True
-    se = min(best_se, paired_se(best.scores, trial.scores))
+    se = min(best_se, paired_se(best.scores, trial.scores, agg))
     return gap <= se * (1 + 1e-9)
 
 

@@ -38,6 +38,9 @@ class SearchSpace:
     stops: list | None = None
     constants: dict = field(default_factory=dict)
     entries: dict = field(default_factory=dict)  # model -> its config_list entries, when a config_list is searched
+    # the endpoints every config is sent to: kept out of the FLAML space, so that no trial config FLAML holds
+    # (the analysis tune returns) carries their keys; `decode` adds them back
+    config_list: list | None = None
 
     def decode(self, sample: dict) -> dict:
         """A FLAML sample -> a request config (templates, stop list, flat sampling parameters)."""
@@ -58,9 +61,14 @@ class SearchSpace:
         for k in ("n", "max_tokens"):
             if k in flat:
                 flat[k] = int(flat[k])
-        if flat.get("model") in self.entries:
-            flat["config_list"] = self.entries[flat["model"]]
+        entries = self.endpoints(flat.get("model"))
+        if entries:
+            flat["config_list"] = entries
         return flat
+
+    def endpoints(self, model: str | None) -> list | None:
+        """The config_list entries that serve `model` in this search (None: the model's own endpoint)."""
+        return self.entries.get(model, self.config_list)
 
     def choice_key(self, config: dict) -> tuple:
         """What a config's cost depends on besides max_tokens and n: model and prompt/prefix."""
@@ -116,32 +124,32 @@ def build_space(overrides: dict | None = None) -> SearchSpace:
     models = space.pop("model")
     if isinstance(models, Categorical):
         models = list(models.categories)
-    entries = _entries_by_model(space.get("config_list")) if "model" not in overrides else {}
+    result.config_list = space.pop("config_list", None)
+    entries = _entries_by_model(result.config_list) if "model" not in overrides else {}
+    if "model" not in overrides and result.config_list and not entries:
+        raise ConfigError("the config_list names no model and no `model` is given: say which to search, "
+                          "model=NAME or model=tune.choice([...]) (the embedded default serves no config_list)")
     if entries:  # 0.1.x: the models of a config_list are searched, each with its own entries
         models = list(entries)
-        if len(models) > 1:
-            space.pop("config_list")
+        result.entries = entries
     result.models = list(models) if isinstance(models, (list, tuple)) else [models]
     if len(result.models) == 1:
         space["model"] = result.models[0]
     else:  # hierarchical: every model gets its own sampling hyperparameters
         sub = {k: space.pop(k) for k in ("max_tokens", "temperature_or_top_p", "n") if k in space}
         space["subspace"] = tune.choice([{"model": m, **sub} for m in result.models])
-        result.entries = entries if len(entries) > 1 else {}
     result.constants = {k: v for k, v in space.items() if not isinstance(v, (Domain, dict))}
     return result
 
 
 def _entries_by_model(config_list) -> dict[str, list]:
-    """{model: its entries} of a config_list whose every entry names a model (else {}), in first-seen order."""
-    if not isinstance(config_list, list) or not config_list:
+    """{model: the entries that serve it} of a config_list, models in first-seen order: an entry serves the
+    model it names, and an entry that names none serves every model (as 0.1.x merged the config's model into
+    it); {} when no entry names a model."""
+    if not isinstance(config_list, list) or not all(isinstance(e, dict) for e in config_list):
         return {}
-    if not all(isinstance(e, dict) and e.get("model") for e in config_list):
-        return {}
-    out: dict[str, list] = {}
-    for entry in config_list:
-        out.setdefault(entry["model"], []).append(entry)
-    return out
+    models = list(dict.fromkeys(e["model"] for e in config_list if e.get("model")))
+    return {m: [e for e in config_list if e.get("model") in (m, None, "")] for m in models}
 
 
 def starting_points(space: "SearchSpace", metric: str, mode: str) -> list[dict] | None:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..core.errors import BudgetError, ConfigError
+from ..core.stats import aggregation
 from ..core.templates import check_text
 from .selection import check_rule
 
@@ -41,7 +42,9 @@ class TuneSpec:
     """The seed API's `tune(...)` arguments, as one value.
 
     `space` updates the default search space (the seed's `**config`); `concurrency` bounds requests in
-    flight across all trials, `trials` the trials in flight together.
+    flight across all trials ("auto" or None: each endpoint's limit adapts up to its model's ceiling, and
+    the Tuner `resolve`s it to the highest ceiling of the models searched; a number pins it), `trials` the
+    trials in flight together.
     """
 
     data: Sequence[Mapping]
@@ -52,13 +55,15 @@ class TuneSpec:
     optimization_budget: float | None = None
     num_samples: int = 1
     log_file_name: str | None = None
-    concurrency: int = 8
+    concurrency: int | str | None = "auto"
     force_chat: bool = False
     progress: bool = True
     space: dict = field(default_factory=dict)
     trials: int | None = None  # trials in flight together; None: half of `concurrency` (at least 1)
     ray: RaySettings | None = None  # trials on Ray workers instead of this process's event loop
     selection: str = "best"  # which trial ships: best (cost breaks ties) or 1se (see tuning/selection.py)
+    pinned: bool = field(default=True, init=False)  # False: `concurrency` is a ceiling, the limits adapt
+    agg_method: Any = "avg"  # how the metric is aggregated over points, as in `test` (core/stats.py `aggregation`)
 
     def __post_init__(self):
         self.data = list(self.data)
@@ -75,13 +80,25 @@ class TuneSpec:
             raise ConfigError(f"num_samples must be a positive integer or -1, got {self.num_samples!r}")
         if self.num_samples == -1 and self.optimization_budget is None:
             raise ConfigError("num_samples=-1 needs an optimization_budget to end the search")
-        if not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise ConfigError(f"concurrency must be a positive integer, got {self.concurrency!r}")
+        if self.concurrency in (None, "auto"):
+            self.concurrency, self.pinned = None, False
+        elif not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or self.concurrency < 1:
+            raise ConfigError(f"concurrency must be a positive integer or 'auto', got {self.concurrency!r}")
         check_rule(self.selection)
+        self.aggregate = aggregation(self.agg_method, self.metric)  # the tuned metric's; checked here
         if isinstance(self.ray, dict):
             self.ray = RaySettings(**self.ray)
+        if self.concurrency is not None:
+            self.resolve(self.concurrency)
+        if self.trials is not None and (not isinstance(self.trials, int) or isinstance(self.trials, bool)
+                                        or self.trials < 1):
+            raise ConfigError(f"trials must be a positive integer (trials in flight together), got {self.trials!r}")
+
+    def resolve(self, ceiling: int) -> None:
+        """With `concurrency` auto: requests in flight across all trials are bounded by `ceiling` (the highest
+        of the searched models'), and trials in flight default to half of it, enough to fill it."""
+        if self.concurrency is None:
+            self.concurrency = ceiling
         if self.trials is None:
             self.trials = self.ray.workers if self.ray else max(1, self.concurrency // 2)
-        if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
-            raise ConfigError(f"trials must be a positive integer (trials in flight together), got {self.trials!r}")
 

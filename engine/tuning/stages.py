@@ -21,7 +21,7 @@ from ..evaluate.evaluator import EvalRun, Evaluator, aggregate, extract_text, sc
 from ..core.models import ModelCatalog
 from ..core.records import TrialRecord
 from ..requests.requester import Outcome
-from ..core.stats import estimate
+from ..core.stats import estimate, with_functions
 from .pruning import cannot_beat, estimate_inference_cost, n_ladder, subset_sizes
 from .spec import TuneSpec
 
@@ -32,6 +32,7 @@ class _Answers:
 
     responses: list[list[dict]]
     prompt_cost: list[float | None]  # one request's prompt cost, per point answered
+    point_cost: list[float] = field(default_factory=list)  # list price of each point's responses
     completion_cost: float = 0.0
     choices: int = 0
     have: int = 0  # completions per point asked so far
@@ -45,6 +46,8 @@ class _Answers:
         if self.prompt_cost[i] is None:
             self.prompt_cost[i] = prompt / max(1, len(outcome.request.parts))
         self.completion_cost += whole - prompt
+        if self.point_cost:
+            self.point_cost[i] += whole
         self.choices += len(outcome.response.get("choices") or ())
 
     def inference_cost(self, n: int, fanout: bool) -> float:
@@ -66,22 +69,28 @@ class StageRunner:
         """Fill `record` with what evaluating its config measured; `best` is the metric to beat."""
         n = record.config.get("n", 1)
         total = len(self.spec.data)
-        answers = _Answers([[] for _ in range(total)], [None] * total)
+        answers = _Answers([[] for _ in range(total)], [None] * total, [0.0] * total)
         for size in subset_sizes(total):
             points = range(record.data_used, size)
             if not await self._step(record, evaluator, answers, points, 1, label, first=True):
                 return
             if n == 1:
                 scored = [await answers.scoring[i] for i in range(size) if i in answers.scoring]
-                values = [float(p[self.spec.metric]) for p in scored]
-                if cannot_beat(values, total, best, self.spec.mode):
+                values = self._values(scored)
+                if cannot_beat(values, total, best, self.spec.mode, self.spec.aggregate):
                     return self._stop(record, scored, "metric")
         for step in n_ladder(n)[1:]:
             if not await self._step(record, evaluator, answers, range(total), step - answers.have,
                                      f"{label} n={step}", first=False):
                 return
         record.n_used = n
-        self._measure(record, await self._scored(answers, n))
+        scored = await self._scored(answers, n)
+        self._measure(record, scored)
+        # a complete trial keeps what each point got (answers, metrics, cost): the per-item table of the one
+        # chosen is logged from it, without asking anything again
+        record.details = [{"answers": [t for r in parts for t in extract_text(r)], "metrics": metrics,
+                           "cost_usd": cost}
+                          for parts, metrics, cost in zip(answers.responses, scored, answers.point_cost)]
 
     async def _step(self, record: TrialRecord, evaluator: Evaluator, answers: _Answers, points: range, more: int,
                     label: str, first: bool) -> bool:
@@ -122,13 +131,17 @@ class StageRunner:
     def _measure(self, record: TrialRecord, scored: list[dict]) -> None:
         """The trial's metrics over the points it answered (in data order), the tuned metric per point, and
         that metric's standard error and interval (`success_se`, `success_ci_low`, `success_ci_high`)."""
-        metric = self.spec.metric
-        record.metrics = aggregate(scored) if scored else {}
-        record.scores = [float(p[metric]) for p in scored]
-        record.interval = estimate(record.scores)
+        metric, agg = self.spec.metric, self.spec.aggregate
+        record.metrics = aggregate(scored, with_functions(self.spec.agg_method)) if scored else {}
+        record.scores = self._values(scored)
+        record.interval = estimate(record.scores, agg)  # of the aggregate tuned (agg_method)
         if record.interval is not None:
             for key, value in record.interval.as_metrics(metric).items():
                 record.metrics.setdefault(key, value)  # an eval_func metric of that name is left as it is
+
+    def _values(self, scored: list[dict]) -> list[float]:
+        """The per-point values the tuned metric aggregates (its own, or those of the metric it is made from)."""
+        return [float(p[self.spec.aggregate.source(p)]) for p in scored]
 
     async def _scored(self, answers: _Answers, n: int) -> list[dict]:
         """eval_func's result for every answered point: the ones scored as they landed (stage 1 with n=1),
@@ -150,7 +163,7 @@ class StageRunner:
             metrics = score(self.spec.eval_func, texts, self.spec.data[i], i)
         except KeyboardInterrupt:  # raised in the scoring thread, it would kill the event loop's thread
             raise EvalFuncInterrupted() from None
-        if self.spec.metric not in metrics:
+        if self.spec.aggregate.source(metrics) is None:
             raise ConfigError(f"metric {self.spec.metric!r} is not in eval_func's result (it returns {sorted(metrics)})")
         return metrics
 

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from ..requests.budget import BudgetGuard
-from ..core.errors import AuthenticationError, BudgetError, BudgetOverrunError, ProviderError, SearchFailedError
+from ..core.errors import (AuthenticationError, BudgetError, BudgetOverrunError, EngineError, ProviderError,
+                           SearchFailedError)
 from ..evaluate.evaluator import Evaluator
 from ..core.records import TrialRecord
 from ..requests.requester import Requester
@@ -41,6 +42,7 @@ class Tuner:
         self.requester = requester
         self.seed = seed
         self.space = build_space(spec.space)
+        spec.resolve(highest_ceiling(self.space, requester.catalog))  # concurrency auto: the models' ceiling
         self.guard = BudgetGuard(spec.optimization_budget)
         self.pruner = CostPruner()
         self.reporter = TrialReporter(spec.progress, spec.log_file_name, on_trial,
@@ -96,7 +98,7 @@ class Tuner:
             except BudgetOverrunError as exc:  # the other trials' requests in flight have settled by now
                 exc.paid = self.guard.paid
                 raise
-        self.choice = choose(self.trials, spec.metric, spec.mode, spec.selection, len(spec.data))
+        self.choice = choose(self.trials, spec.metric, spec.mode, spec.selection, len(spec.data), spec.aggregate)
         self.reporter.say(self._summary_line())
         failed = [t for t in self.trials if t.pruned == "error"]
         if self.best is None and failed and len(failed) == len(self.trials) and not self.stopped_by_budget:
@@ -148,7 +150,7 @@ class Tuner:
             else:
                 evaluator = Evaluator(self.requester, self.seed, self.spec.concurrency, allowance,
                                       self.spec.force_chat, self.spec.progress and self.spec.trials == 1,
-                                      slots=self._slots, stop=self._stop)
+                                      slots=self._slots, stop=self._stop, pinned=self.spec.pinned)
                 await self._stages.evaluate(record, evaluator, snapshot.best, f"trial {number}")
             self._bad_answers = 0
         except ProviderError as exc:
@@ -200,3 +202,15 @@ class Tuner:
         unkept = self.requester.caches.unkept.line()
         return (f"tune {end}: {len(self.trials)} trials ({pruned} pruned), {best}; paid ${self.guard.paid:.6f}"
                 f"{unanswered}, cache saved ${self.guard.saved:.6f}" + (f"; {unkept}" if unkept else ""))
+
+
+def highest_ceiling(space, catalog) -> int:
+    """The highest `concurrency.ceiling` of the models a search space names (conf/model/*.yaml)."""
+    ceilings = []
+    for model in space.models:
+        entry = (space.entries.get(model) or [{}])[0]
+        try:
+            ceilings.append(catalog.get(model, entry).concurrency_limits()[1])
+        except EngineError:  # an unknown model is said by the preflight, in its own words
+            continue
+    return max(ceilings, default=8)

@@ -60,8 +60,14 @@ class FakeOpenAI:
 
     def __init__(self, latency: float = 0.0, ignore_n: bool = False,
                  responder: Callable[[dict, int], str] = default_responder, port: int = 0,
-                 models_delay: float = 0.0, die_with: int | None = None):
+                 models_delay: float = 0.0, die_with: int | None = None, max_in_flight: int | None = None,
+                 max_per_second: float | None = None, retry_after: float = 0.2):
         self.latency = latency
+        # a rate-limited API: a completion request beyond `max_in_flight` being answered, or beyond
+        # `max_per_second` admitted in the last second, is answered 429 with Retry-After `retry_after` seconds
+        self.max_in_flight, self.max_per_second, self.retry_after = max_in_flight, max_per_second, retry_after
+        self.rate_limited = 0  # requests answered 429 by those limits
+        self._admitted: deque[float] = deque()  # when the requests of the last second were admitted
         self.models_delay = models_delay  # seconds before GET /v1/models answers (a busy server)
         self.die_with = die_with  # a signal this process sends itself on a completion request (a crash)
         self.ignore_n = ignore_n
@@ -96,6 +102,10 @@ class FakeOpenAI:
     def stats(self) -> dict:
         answered = [r for r in self.requests if "usage" in r]
         return {"requests": len(self.requests), "answered": len(answered), "paid_twice": self.paid_twice(),
+                "rate_limited": self.rate_limited, "most_in_flight": self.most_in_flight,
+                # when each request came and which were answered 429, in arrival order (seconds after the first)
+                "arrived_s": [round(r["time"] - self.requests[0]["time"], 3) for r in self.requests],
+                "refused": [i for i, r in enumerate(self.requests) if r.get("status") == 429],
                 "prompt_tokens": sum(r["usage"].get("prompt_tokens", 0) for r in answered),
                 "completion_tokens": sum(r["usage"].get("completion_tokens", 0) for r in answered)}
 
@@ -117,6 +127,20 @@ class FakeOpenAI:
     def completions(self) -> list[dict]:
         """Bodies of the requests that were answered successfully."""
         return [r["body"] for r in self.requests if r["answered"]]
+
+    def _over_limit(self) -> bool:
+        """Under the lock: whether a new completion request is beyond the rate limits (counted if so);
+        admitted ones are counted in the last second's window."""
+        now = time.monotonic()
+        while self._admitted and self._admitted[0] <= now - 1.0:
+            self._admitted.popleft()
+        if (self.max_in_flight is not None and self.in_flight >= self.max_in_flight) or (
+                self.max_per_second is not None and len(self._admitted) >= self.max_per_second):
+            self.rate_limited += 1
+            return True
+        if self.max_per_second is not None:
+            self._admitted.append(now)
+        return False
 
     def __enter__(self) -> "FakeOpenAI":
         self._thread.start()
@@ -192,13 +216,27 @@ class FakeOpenAI:
 
             def do_POST(self):
                 with fake._lock:
-                    fake.in_flight += 1
-                    fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                    limited = fake._over_limit()
+                    if not limited:
+                        fake.in_flight += 1
+                        fake.most_in_flight = max(fake.most_in_flight, fake.in_flight)
+                if limited:
+                    self._refuse()
+                    return
                 try:
                     self._post()
                 finally:
                     with fake._lock:
                         fake.in_flight -= 1
+
+            def _refuse(self):
+                """429 with Retry-After `fake.retry_after`, recorded as a request (unbilled, unanswered)."""
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                with fake._lock:
+                    fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                          "time": time.monotonic(), "answered": False, "status": 429})
+                self._send(429, {"error": {"message": "rate limit reached", "type": "rate_limit", "code": 429}},
+                           {"Retry-After": fake.retry_after})
 
             def _post(self):
                 if fake.die_with is not None:  # to this thread: a process-wide kill lets it answer first
@@ -211,7 +249,8 @@ class FakeOpenAI:
                     if fault is None and fake.fault_rule is not None:
                         fault = fake.fault_rule(len(fake.requests))
                     record = {"path": self.path, "headers": dict(self.headers), "body": body,
-                              "time": time.monotonic(), "answered": fault is None}
+                              "time": time.monotonic(), "answered": fault is None,
+                              "in_flight": fake.in_flight}  # being answered when it came, itself included
                     fake.requests.append(record)
                 if fault and fault.get("drop"):
                     self.close_connection = True
@@ -257,11 +296,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--models-delay", type=float, default=0.0, help="seconds before /v1/models answers")
     parser.add_argument("--die-with", help="a signal name (e.g. SIGILL) to die by on the first completion")
+    parser.add_argument("--max-in-flight", type=int, help="answer 429 beyond this many requests being answered")
+    parser.add_argument("--max-per-second", type=float, help="answer 429 beyond this many requests per second")
+    parser.add_argument("--retry-after", type=float, default=0.2, help="the Retry-After of those 429s (seconds)")
     args, _ = parser.parse_known_args()  # a stand-in for llama_cpp.server ignores that server's options
     responder = landscape_responder if args.landscape else default_responder
     die_with = signal.Signals[args.die_with] if args.die_with else None
     with FakeOpenAI(latency=args.latency, ignore_n=args.ignore_n, responder=responder, port=args.port,
-                    models_delay=args.models_delay, die_with=die_with) as server:
+                    models_delay=args.models_delay, die_with=die_with, max_in_flight=args.max_in_flight,
+                    max_per_second=args.max_per_second, retry_after=args.retry_after) as server:
         print(server.base_url, flush=True)
         try:
             threading.Event().wait()

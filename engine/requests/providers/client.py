@@ -25,7 +25,10 @@ from ...core.errors import BudgetExhausted, ProviderError
 from .answers import parse_answer
 from .embedded import EmbeddedServer
 from .endpoint import Endpoint
-from .retry import RetryPolicy, is_retryable, possibly_billed, provider_error
+from .limiter import CONGESTED, NEUTRAL, OK, PINNED, REFUSED, Limiters
+from .retry import RetryPolicy, is_retryable, possibly_billed, provider_error, retry_after_seconds
+
+CONGESTION_STATUSES = frozenset({429, 502, 503, 504})  # the server says it has too much to do
 
 class ProviderClient:
     """Async openai clients per endpoint, retries, and the embedded server; one request path for all."""
@@ -39,6 +42,7 @@ class ProviderClient:
         self._servers: dict[tuple, EmbeddedServer] = {}  # (model, server options) -> its embedded server
         self._stand_in = embedded  # a test's server for every embedded endpoint
         self._lock = threading.Lock()
+        self.limiters = Limiters()  # requests in flight per endpoint (limiter.py), shared by every run's view
 
     def with_settings(self, policy: RetryPolicy, timeout: float) -> "ProviderClient":
         """The same clients, loop and servers with another retry policy and timeout (a run's own)."""
@@ -113,8 +117,10 @@ class ProviderClient:
         then the request gives up at once with the provider's error (so 0 means one attempt, and a Retry-After
         longer than what is left fails now instead of hanging). An attempt after the first has its timeout cut
         to the time left before the deadline, so a request takes about max(timeout, retry period) at most.
-        Every attempt carries the same Idempotency-Key, one per call. A successful first attempt costs a key,
-        a clock read and an options dict (a hand-written loop: tenacity's costs ~25 us per request).
+        Every attempt carries the same Idempotency-Key, one per call. Each attempt first waits for a slot of
+        its endpoint's limit of requests in flight (limiter.py); the deadline runs from the first one's. A
+        successful first attempt costs a key, a clock read, an options dict and a slot (a hand-written loop:
+        tenacity's costs ~25 us per request).
         `on_unanswered()` is called after an attempt that may have been billed without an answer (a
         timeout, a connection dropped after sending); when it returns False there is no budget for another
         attempt and BudgetExhausted is raised.
@@ -122,10 +128,15 @@ class ProviderClient:
         key = f"engine-{os.urandom(16).hex()}"  # a uuid4's randomness at a fifth of its cost; given as the SDK's
         # own option (it then makes no key of its own) and as the header, which OpenAI's client does not set
         options = {"idempotency_key": key, "headers": {"Idempotency-Key": key}}
-        start, attempt, left, policy = time.monotonic(), 1, None, None
+        attempt, left, policy, limit = 1, None, None, self.limit(request.endpoint)
         while True:
+            ticket = await limit.acquire()  # a slot of the endpoint's limit: the deadline runs from the first
+            if attempt == 1:
+                start = time.monotonic()
+            else:
+                left = start + policy.max_total_seconds - time.monotonic()
             try:
-                return await self._attempt(request, payload, options, left, on_unanswered)
+                return await self._attempt(request, payload, options, left, on_unanswered, limit, ticket)
             except openai.OpenAIError as exc:
                 failure = exc
             policy = policy or self._policy(request)
@@ -134,33 +145,48 @@ class ProviderClient:
                 endpoint = request.endpoint
                 raise provider_error(failure, endpoint.describe(), endpoint.api_key) from None
             await asyncio.sleep(wait)
-            attempt, left = attempt + 1, start + policy.max_total_seconds - time.monotonic()
+            attempt += 1
 
     async def _attempt(self, request, payload: dict, options: dict, left: float | None,
-                       on_unanswered: Callable[[], bool] | None) -> dict:
+                       on_unanswered: Callable[[], bool] | None, limit, ticket: int) -> dict:
         """One try, with `left` seconds before the request's deadline (None: the first); a failure is
         reported at once (a dead embedded server is noticed per attempt, a possibly billed one is counted
-        before the next is made)."""
+        before the next is made). The slot `ticket` of the endpoint's `limit` is given back with what the
+        attempt's end says of the endpoint's load."""
         endpoint = request.endpoint
-        server = self.embedded(endpoint) if endpoint.provider == "embedded" else None
-        if server is not None and server.ready_url() is None:
-            await asyncio.to_thread(server.base_url)  # starting or joining it blocks: not on the loop
+        signal, sent, wait = NEUTRAL, time.monotonic(), None
         try:
+            server = self.embedded(endpoint) if endpoint.provider == "embedded" else None
+            if server is not None and server.ready_url() is None:
+                await asyncio.to_thread(server.base_url)  # starting or joining it blocks: not on the loop
+                sent = time.monotonic()
             answer = await self._send(self._client_for(request, left), endpoint, payload, options)
+            signal = OK
         except ProviderError as exc:  # a 200 whose body cannot be used: billed, perhaps, so counted for good
             if on_unanswered is not None and getattr(exc, "possibly_billed", False):
                 on_unanswered()
             raise
         except openai.OpenAIError as exc:
+            signal = congestion(exc)
+            wait = retry_after_seconds(exc)
             self._on_failure(endpoint, exc)
             if on_unanswered is not None and possibly_billed(exc) and not on_unanswered():
                 raise BudgetExhausted(f"{endpoint.describe()}: an attempt timed out or lost its connection after "
                                       "sending (it may have been billed), and the budget has no room to try "
                                       "again") from None
             raise
+        finally:
+            limit.release(ticket, signal, time.monotonic() - sent, size_class(payload), wait)
         if server is not None:
             server.mark_answered()
         return answer
+
+    def limit(self, endpoint: Endpoint):
+        """The endpoint's limit of requests in flight: adaptive between its model's floor and ceiling, or
+        fixed at the number an explicit `concurrency` pins for the requests of this context."""
+        where = None if endpoint.provider == "embedded" else endpoint.base_url
+        return self.limiters.get((endpoint.provider, where, endpoint.api_version, endpoint.api_model),
+                                 endpoint.limits, PINNED.get())
 
     @staticmethod
     async def _send(client, endpoint: Endpoint, payload: dict, options: dict) -> dict:
@@ -177,3 +203,19 @@ class ProviderClient:
             request = getattr(exc, "request", None)
             port = request.url.port if request is not None else None
             self.embedded(endpoint).report_failure(port)  # a dead server restarts; a crash loop, an error
+
+
+def congestion(exc: BaseException) -> str:
+    """What a failed attempt says of the endpoint's load: REFUSED (429, 502/503/504, a Retry-After), CONGESTED
+    (it timed out), or NEUTRAL."""
+    if isinstance(exc, openai.APITimeoutError):
+        return CONGESTED
+    status = getattr(exc, "status_code", None)
+    if status in CONGESTION_STATUSES or (status is not None and retry_after_seconds(exc) is not None):
+        return REFUSED
+    return NEUTRAL
+
+
+def size_class(payload: dict) -> tuple:
+    """Requests whose answers should take about as long: the same max_tokens within a factor 2, the same n."""
+    return (int(payload.get("max_tokens") or 0).bit_length(), payload.get("n") or 1)

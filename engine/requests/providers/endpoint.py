@@ -27,6 +27,7 @@ class Endpoint:
     organization: str | None = field(default=None, repr=False)
     server_options: tuple = ()  # the embedded server's settings ((name, value), ...) from the model's config
     api_key: str | None = field(default=None, repr=False, compare=False)
+    limits: tuple = field(default=(), repr=False, compare=False)  # its model's (floor, ceiling, start) in flight
 
     def identity(self) -> dict:
         """What makes this endpoint's answers distinct; goes into cache keys. Never a credential."""
@@ -100,4 +101,5 @@ def _resolve(spec: ModelSpec, override_items: tuple, key_env: str | None, env: t
     options = (("n_ctx", spec.context_length), ("threads", spec.threads)) if provider == "embedded" else ()
     return Endpoint(provider=provider, model=spec.name, api_model=api_model, chat=spec.chat,
                     ignores_n=spec.ignores_n, base_url=base_url, api_version=api_version,
-                    organization=o.get("organization"), api_key=key, server_options=options)
+                    organization=o.get("organization"), api_key=key, server_options=options,
+                    limits=spec.concurrency_limits())

@@ -1,0 +1,220 @@
+"""How many requests may be in flight to one endpoint: an AIMD limit that finds what the endpoint allows.
+
+Every attempt to an endpoint takes a slot of its `AdaptiveLimit` before it is sent and gives it back with what
+its answer said (`ProviderClient` does both, keyed by the endpoint's identity, for every trial of the process):
+
+- a healthy answer adds to the limit: 1 per answer while no congestion was ever seen (slow start: the limit
+  doubles per round trip), then 1/limit per answer (about +1 per round trip), and `PROBE` times less while the
+  next slot is the one that was congested last time (a plateau, as TCP CUBIC's), twice less again each time
+  about that level is congested anew, so that a hard limit of N is probed rarely; only while at least half
+  the limit is in use, so an idle endpoint's limit does not drift up untested;
+- a congestion signal (429, a Retry-After, 502/503/504, a timeout, or an answer slower than `LATENCY_TOLERANCE`
+  times the fastest seen for requests of its size) multiplies it by `BACKOFF`, at most once per round trip:
+  attempts sent before the last cut carry its old epoch and cut no more (a burst of 429s is one signal),
+  except that each further refusal of that burst takes one slot off (it was one request too many);
+- it stays between the model's `concurrency.floor` and `concurrency.ceiling` (conf/model/*.yaml);
+- a congested attempt keeps its slot for the server's Retry-After (else until an answer of its size would have
+  come): a 429 comes back at once, and a slot freed at once would send the next request into the same
+  per-second limit; held slots make the sending wait as the server asked (self-clocking).
+
+Why AIMD rather than a gradient limiter (Netflix concurrency-limits' Gradient2, which steers on the ratio of
+long-term to recent latency): a rate-limited API says "too many" in words (429 + Retry-After) and AIMD acts on
+exactly that; an LLM answer's latency is dominated by how many tokens it generates (max_tokens and n change
+from trial to trial), so latency alone is a noisy congestion signal, and here it only backs AIMD up, compared
+within one size class. Under a hard limit of N in flight the sawtooth settles to about one 429 per
+MAX_PROBE * N answers while keeping N - 1 to N in flight.
+
+An explicit `concurrency` pins the limit: `PINNED` (a context variable, set by the Evaluator for its requests
+and inherited by their tasks) makes those requests take a fixed limit of n per endpoint instead.
+The limit is thread-safe and serves waiters on any event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+BACKOFF = 0.8  # the limit after a congestion signal, as a share of what it was
+PROBE = 4  # near the level of the last congestion, the limit grows this many times more slowly
+MAX_PROBE = 32  # doubled, up to this, each time the same level is congested again (a hard limit)
+MAX_HOLD = 30.0  # seconds a congested attempt keeps its slot at most, whatever Retry-After says
+LATENCY_TOLERANCE = 3.0  # an answer this many times slower than the fastest of its size is a congestion signal
+LATENCY_DRIFT = 1.002  # the fastest latency seen creeps up per answer, so a server that got slower for good is
+# not held to its best moment forever
+
+# the requests in flight an explicit `concurrency` pins per endpoint, for the requests of this context
+PINNED: contextvars.ContextVar[int | None] = contextvars.ContextVar("engine_pinned_concurrency", default=None)
+
+# what an attempt's end says to the limit: answered; refused for load (429, 502/503/504, a Retry-After);
+# congested otherwise (timed out, or far slower than its size); nothing of the load (e.g. a 400)
+OK, REFUSED, CONGESTED, NEUTRAL = "ok", "refused", "congested", "neutral"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Where a limit starts and the bounds it stays within."""
+
+    floor: int = 1
+    ceiling: int = 64
+    start: int = 8
+
+    def __post_init__(self):
+        if not (1 <= self.floor <= self.start <= self.ceiling):
+            raise ValueError(f"concurrency needs 1 <= floor <= start <= ceiling, got {self}")
+
+
+class AdaptiveLimit:
+    """The slots of one endpoint. `acquire()` waits for a slot and returns a ticket; `release(ticket, signal,
+    latency, size)` gives it back with what the attempt's end said (OK, CONGESTED or NEUTRAL)."""
+
+    def __init__(self, limits: Limits, fixed: bool = False):
+        self.limits = limits
+        self.fixed = fixed  # a pinned limit: signals change nothing
+        self.limit = float(limits.start)
+        self.in_flight = 0
+        self.peak = 0  # the most in flight at once
+        self.highest = self.limit  # the highest the limit reached
+        self.cuts = 0  # congestion signals that lowered the limit
+        self._slow_start = True
+        self._congested_level: int | None = None  # the slots in use when congestion was last signalled
+        self._probe = PROBE
+        self._epoch = 0  # bumped per cut: an attempt sent before it cuts nothing more
+        self._fastest: dict = {}  # size class -> the fastest latency seen (creeping up)
+        self._waiters: deque = deque()  # (loop, future) in arrival order
+        self._lock = threading.Lock()
+
+    @property
+    def allowed(self) -> int:
+        return int(self.limit)
+
+    async def acquire(self) -> int:
+        """Wait for a slot (first come, first served); returns the ticket to give back to `release`."""
+        with self._lock:
+            if not self._waiters and self.in_flight < int(self.limit):
+                return self._take()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append((asyncio.get_running_loop(), waiter))
+        try:
+            return await waiter  # the slot was taken for us by the one who woke us
+        except asyncio.CancelledError:
+            with self._lock:
+                if waiter.done() and not waiter.cancelled():
+                    self._give_back()  # granted, then cancelled before it ran: the slot goes on
+                else:
+                    self._waiters = deque(w for w in self._waiters if w[1] is not waiter)
+            raise
+
+    def release(self, ticket: int, signal: str = NEUTRAL, latency: float | None = None, size=None,
+                retry_after: float | None = None) -> None:
+        """A congested attempt keeps its slot (from a running event loop) for the server's `retry_after`, else
+        until an answer of its size would have come: a 429 comes back at once, and a slot freed at once would
+        send the next request straight into the same limit, as fast as the server refuses them."""
+        with self._lock:
+            hold = 0.0
+            if signal in (REFUSED, CONGESTED) and not self.fixed:
+                if retry_after is not None:
+                    hold = min(retry_after, MAX_HOLD)
+                elif latency is not None:
+                    hold = self._fastest.get(size, 0.0) - latency
+            if hold > 0.0:
+                asyncio.get_running_loop().call_later(hold, self._give_back_later)
+            else:
+                self.in_flight -= 1
+            if not self.fixed:
+                if signal == OK and latency is not None and self._slow_for(size, latency):
+                    signal = CONGESTED
+                if signal in (REFUSED, CONGESTED):
+                    self._cut(ticket, signal == REFUSED)
+                elif signal == OK:
+                    self._grow()
+            self._dispatch()
+
+    def _take(self) -> int:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        return self._epoch
+
+    def _give_back_later(self) -> None:
+        with self._lock:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        self.in_flight -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand free slots to the waiters in order (each slot is counted here, for the waiter it goes to)."""
+        while self._waiters and self.in_flight < int(self.limit):
+            loop, waiter = self._waiters.popleft()
+            ticket = self._take()
+            loop.call_soon_threadsafe(self._grant, waiter, ticket)
+
+    def _grant(self, waiter: asyncio.Future, ticket: int) -> None:
+        if waiter.done():  # cancelled while the grant was on its way
+            with self._lock:
+                self._give_back()
+        else:
+            waiter.set_result(ticket)
+
+    def _cut(self, ticket: int, refused: bool) -> None:
+        self._slow_start = False
+        if ticket != self._epoch:  # sent before the last cut: that cut already answered this congestion, but
+            if refused:  # each more refusal of its burst was one request too many (a slow start's overshoot
+                self.limit = max(float(self.limits.floor), self.limit - 1.0)  # into a per-second limit)
+            return
+        self._epoch += 1
+        self.cuts += 1
+        level, last = int(self.limit), self._congested_level
+        # congested again at or just above the last level (a hard wall, or a per-second limit the limit keeps
+        # meeting at about the same level): probe it more slowly still
+        self._probe = min(self._probe * 2, MAX_PROBE) if last is not None and level <= last + 1 else PROBE
+        self._congested_level = level
+        self.limit = max(float(self.limits.floor), self.limit * BACKOFF)
+
+    def _grow(self) -> None:
+        if (self.in_flight + 1) * 2 < self.limit:
+            return  # less than half of it was in use: the answer says nothing of more
+        step = 1.0 if self._slow_start else 1.0 / self.limit
+        level = self._congested_level
+        if level is not None:
+            if self.limit >= level + 1:
+                self._congested_level, self._probe = None, PROBE  # probed past it: that congestion has passed
+            elif self.limit + 1.0 >= level:
+                step /= self._probe  # the next slot is the one that was too many: try it, slowly
+        self.limit = min(float(self.limits.ceiling), self.limit + step)
+        self.highest = max(self.highest, self.limit)
+
+    def _slow_for(self, size, latency: float) -> bool:
+        fastest = self._fastest.get(size)
+        if fastest is None or latency < fastest:
+            self._fastest[size] = latency
+            return False
+        self._fastest[size] = fastest * LATENCY_DRIFT
+        return latency > LATENCY_TOLERANCE * fastest
+
+    def state(self) -> dict:
+        """What it did: the limit now, the highest it reached, the most in flight at once, the cuts."""
+        return {"limit": self.allowed, "highest": int(self.highest), "peak": self.peak, "cuts": self.cuts}
+
+
+class Limiters:
+    """The limits of a process's endpoints, by identity (never a key); made on first use."""
+
+    def __init__(self):
+        self._limits: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, identity, limits: tuple = (), pinned: int | None = None) -> AdaptiveLimit:
+        """The limit of the endpoint `identity`, made from its model's (floor, ceiling, start), or fixed at
+        `pinned`."""
+        key = (identity, pinned)
+        limit = self._limits.get(key)
+        if limit is None:
+            with self._lock:
+                limit = self._limits.get(key)
+                if limit is None:
+                    bounds = Limits(pinned, pinned, pinned) if pinned else Limits(*limits)
+                    limit = self._limits[key] = AdaptiveLimit(bounds, fixed=pinned is not None)
+        return limit
