@@ -27,16 +27,14 @@ def test_help_and_cfg_job_work_as_in_any_hydra_app(tmp_path):
     tasks = sorted(path.stem for path in (ROOT / "conf" / "task").glob("*.yaml"))
     assert f"task: {', '.join(tasks)}" in text  # the groups, as conf/task holds them
     assert text.count("  python -m engine.tune ") == 3 and "arithmetic, capitals, math: success" in text
-    job = engine("engine.tune", "--cfg", "job", "model=gpt-4o-mini", cwd=tmp_path)
-    assert job.returncode == 0 and "name: gpt-4o-mini" in job.stdout
-
-
-def test_cfg_job_shows_the_search_space_that_will_run_and_one_config_per_sweep_job(tmp_path):
-    one = engine("engine.tune", "--cfg", "job", "task=capitals", cwd=tmp_path)
-    assert one.returncode == 0, one.stderr[-2000:]
-    search = one.stdout.split("\nsearch:\n", 1)[1].split("\nbudget:", 1)[0]
+    job = engine("engine.tune", "--cfg", "job", "model=gpt-4o-mini", "task=capitals", cwd=tmp_path)
+    assert job.returncode == 0 and "name: gpt-4o-mini" in job.stdout, job.stderr[-2000:]
+    search = job.stdout.split("\nsearch:\n", 1)[1].split("\nbudget:", 1)[0]  # the space that will run, not nulls
     assert "What is the capital of {country}?" in search and "prompts: null" not in search
     assert "max_tokens: null" not in search and "lograndint" in search
+
+
+def test_cfg_job_with_m_shows_one_config_per_sweep_job(tmp_path):
     sweep = engine("engine.tune", "-m", "budget.optimization=0.1,0.2", "task=capitals", "--cfg", "job", cwd=tmp_path)
     assert sweep.returncode == 0 and "Traceback" not in sweep.stderr, sweep.stderr[-2000:]
     assert "# job 0: budget.optimization=0.1 task=capitals" in sweep.stdout
@@ -113,42 +111,7 @@ def test_no_secret_in_anything_written(tmp_path):
     assert "DO-NOT-LEAK" not in run.stdout + run.stderr
 
 
-def test_a_sweep_is_one_folder_with_a_log_per_job_and_runs_named_by_their_overrides(tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with FakeOpenAI() as fake:
-        sweep = engine("engine.tune", "-m", "budget.optimization=0.01,0.02", "model=gpt-4o-mini",
-                       f"model.base_url={fake.base_url}", "task.tune_size=4", "task.test_size=4",
-                       "budget.num_samples=2", "search=greedy", f"tracking.uri={uri}", cwd=tmp_path,
-                       env={"OPENAI_API_KEY": "sk-test-sweep"})
-    assert sweep.returncode == 0, sweep.stderr[-3000:]
-    (folder,) = (tmp_path / "multirun").iterdir()  # multirun/<time>/, one for the whole sweep
-    assert (folder / "multirun.yaml").exists()
-    jobs = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    assert jobs == ["0_budget.num_samples:2+budget.optimization:0.01+model:gpt-4o-mini+search:greedy+"
-                    "task.test_size:4+task.tune_size:4",
-                    "1_budget.num_samples:2+budget.optimization:0.02+model:gpt-4o-mini+search:greedy+"
-                    "task.test_size:4+task.tune_size:4"]
-    for job in jobs:
-        log = (folder / job / "tune.log").read_text()
-        assert "summary" in log and "success on test" in log and "dollars paid" in log
-        assert "chosen by rule best" in log and "95% CI [" in log  # why it won, how sure the numbers are
-    client = MlflowClient(uri, uri)
-    runs = client.search_runs([client.get_experiment_by_name("arithmetic").experiment_id],
-                              "tags.`engine.kind` = 'tune'")
-    names = sorted(r.info.run_name for r in runs)  # as typed, what the sweep varies first, then task and model
-    assert [n.split(" · ")[0] for n in names] == ["budget.optimization=0.01", "budget.optimization=0.02"]
-    assert all(n.endswith(" · arithmetic · gpt-4o-mini") for n in names)
-    assert sorted(sorted(n.split(" · ")[:-2]) for n in names) == sorted(  # the folders spell it with : and +
-        sorted(job[2:].replace(":", "=").split("+")) for job in jobs)
-    assert {r.data.tags["sweep"] for r in runs} == {str(folder.resolve())}
-    for r in runs:
-        assert {"tune_success_ci_low", "tune_success_ci_high", "test_success_se"} <= set(r.data.metrics)
-        assert "chosen by rule best: " in r.data.tags["mlflow.note.content"]
-    noise = [line for line in (sweep.stdout + sweep.stderr).splitlines()
-             if "View run" in line or "Warning" in line]
-    assert not noise, noise
+# A sweep's folder, its jobs' logs and its MLflow runs: tests/test_sweep.py.
 
 
 def test_a_failed_tune_writes_its_error_to_tune_log(tmp_path):

@@ -36,9 +36,24 @@ def test_a_sweep_is_a_run_that_nests_its_jobs_and_names_its_winner(store):
         out = engine("engine.tune", "-m", "budget.optimization=0.01,0.02", f"model.base_url={fake.base_url}",
                      *FLAGS, f"tracking.uri={store['uri']}", cwd=store["dir"])
     assert out.returncode == 0, out.stderr[-3000:]
+    (folder,) = (store["dir"] / "multirun").iterdir()  # multirun/<time>/, one for the whole sweep
+    assert (folder / "multirun.yaml").exists()
+    folders = sorted(p.name for p in folder.iterdir() if p.is_dir())  # named by the overrides, with : and +
+    assert folders == [f"{i}_budget.num_samples:2+budget.optimization:{b}+model:gpt-4o-mini+search:greedy+"
+                       "task.test_size:4+task.tune_size:4" for i, b in ((0, "0.01"), (1, "0.02"))]
+    for job in folders:
+        log = (folder / job / "tune.log").read_text()
+        assert "summary" in log and "success on test" in log and "dollars paid" in log
+        assert "chosen by rule best" in log and "95% CI [" in log  # why it won, how sure the numbers are
+    noise = [line for line in (out.stdout + out.stderr).splitlines() if "View run" in line or "Warning" in line]
+    assert not noise, noise
     (sweep,) = runs_of(store, "sweep")
     jobs = runs_of(store, "tune")
     assert len(jobs) == 2 and {j.data.tags["mlflow.parentRunId"] for j in jobs} == {sweep.info.run_id}
+    assert {j.data.tags["sweep"] for j in jobs} == {str(folder.resolve())}
+    for j in jobs:
+        assert {"tune_success_ci_low", "tune_success_ci_high", "test_success_se"} <= set(j.data.metrics)
+        assert "chosen by rule best: " in j.data.tags["mlflow.note.content"]
     assert sorted(j.info.run_name for j in jobs) == [
         f"budget.optimization={b} · budget.num_samples=2 · model=gpt-4o-mini · search=greedy · task.test_size=4 · "
         "task.tune_size=4 · arithmetic · gpt-4o-mini" for b in ("0.01", "0.02")]  # what the sweep varies first
