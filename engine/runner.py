@@ -20,21 +20,28 @@ from .tuning import Tuner, TuneSpec
 from .tuning.space import to_domain
 
 
+def task_defaults(search, task: Task) -> dict:
+    """The `search` group's prompts, stop lists and max_tokens in config form, the task's own where null."""
+    stops = search.stops if search.stops is not None else task.stops
+    return {"prompts": list(search.prompts or task.prompts),
+            "stops": [list(x) if isinstance(x, (list, tuple)) else x for x in stops] if stops else stops,
+            "max_tokens": search.max_tokens if search.max_tokens is not None
+            else list(task.max_tokens or DEFAULT_MAX_TOKENS)}
+
+
 def search_space(run: RunConfig, task: Task) -> dict:
     """The Tuner's space from the `search` group, the task's defaults and the `model` group."""
     s = run.search
+    given = task_defaults(s, task)
     space: dict = {"model": list(s.models) if s.models else run.model.name}
     if s.messages:
         space["messages"] = [list(m) for m in s.messages]
     else:
-        space["prompt"] = list(s.prompts or task.prompts)
-    stops = s.stops if s.stops is not None else task.stops
-    if stops:
-        space["stop"] = [list(x) if isinstance(x, (list, tuple)) else x for x in stops]
+        space["prompt"] = given["prompts"]
+    if given["stops"]:
+        space["stop"] = given["stops"]
     for name in ("temperature", "top_p", "max_tokens", "n"):
-        value = getattr(s, name)
-        if name == "max_tokens" and value is None:
-            value = list(task.max_tokens or DEFAULT_MAX_TOKENS)
+        value = given["max_tokens"] if name == "max_tokens" else getattr(s, name)
         if value is not None:
             space[name] = to_domain(value, f"search.{name}")
     return space

@@ -46,16 +46,20 @@ def refuse_unknown_keys(argv: list[str], schema) -> None:
             raise SystemExit(f"error: {message}")
 
 
-def wants_job_config(argv: list[str]) -> bool:
-    """`--cfg job` / `-c job` (with or without -m) and no other Hydra flag this module does not handle."""
-    args = argv[1:]
+def _without_cfg(args: list[str]) -> tuple[list[str], bool]:
+    """`args` less `--cfg job` (or `-c job`), and whether it was there."""
     for flag in CFG_FLAGS:
         if flag in args:
             i = args.index(flag)
             if i + 1 < len(args) and args[i + 1] == "job":
-                rest = args[:i] + args[i + 2:]
-                return not any(a.startswith("-") and a not in MULTIRUN_FLAGS + ("--resolve",) for a in rest)
-    return False
+                return args[:i] + args[i + 2:], True
+    return args, False
+
+
+def wants_job_config(argv: list[str]) -> bool:
+    """`--cfg job` / `-c job` (with or without -m) and no other Hydra flag this module does not handle."""
+    rest, asked = _without_cfg(argv[1:])
+    return asked and not any(a.startswith("-") and a not in MULTIRUN_FLAGS + ("--resolve",) for a in rest)
 
 
 def job_overrides(argv: list[str]) -> tuple[list[list[str]], bool]:
@@ -63,11 +67,7 @@ def job_overrides(argv: list[str]) -> tuple[list[list[str]], bool]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    args = argv[1:]
-    for flag in CFG_FLAGS:
-        if flag in args:
-            i = args.index(flag)
-            args = args[:i] + args[i + 2:]
+    args, _ = _without_cfg(argv[1:])
     resolve = "--resolve" in args
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     overrides = [a for a in args if not a.startswith("-")]
@@ -79,22 +79,21 @@ def job_overrides(argv: list[str]) -> tuple[list[list[str]], bool]:
 
 
 def effective_search(cfg) -> None:
-    """Fill the search group's nulls with what the task gives them (its prompts, stop lists, max_tokens)."""
+    """Fill the search group's nulls with what the task gives them (its prompts, stop lists, max_tokens), by
+    the runner's own rule."""
     from omegaconf import open_dict
 
-    from .core.config import DEFAULT_MAX_TOKENS
     from .core.config import to_run_config
+    from .runner import task_defaults
     from .tasks import load_task
 
-    task = load_task(to_run_config(cfg).task)
+    run = to_run_config(cfg)
+    given = task_defaults(run.search, load_task(run.task))
     search = cfg.search
     with open_dict(search):
-        if not search.messages and not search.prompts:
-            search.prompts = list(task.prompts)
-        if search.stops is None and task.stops:
-            search.stops = [list(s) if isinstance(s, (list, tuple)) else s for s in task.stops]
-        if search.max_tokens is None:
-            search.max_tokens = list(task.max_tokens or DEFAULT_MAX_TOKENS)
+        if not search.messages:
+            search.prompts = given["prompts"]
+        search.stops, search.max_tokens = given["stops"], given["max_tokens"]
         if not search.models:
             search.models = [cfg.model.name]
 
