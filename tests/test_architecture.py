@@ -16,7 +16,7 @@ LAYERS = [
     {"core.models"},  # the model catalog (conf/model/*.yaml + genai-prices)
     {"core.records", "core.config", "core"},  # trial records; the typed schemas
     {"requests.fanout", "requests.inflight", "requests.providers.diagnosis", "requests.providers.answers",
-     "requests.providers.supervisor", "requests.providers.limiter"},
+     "requests.providers.supervisor", "requests.providers.limiter", "requests.providers.pacer"},
     {"requests.cache", "requests.budget", "requests.providers.endpoint", "requests.providers.retry",
      "requests.providers.embedded"},  # the response cache, money, endpoints, retries, the embedded server
     {"requests.providers.client", "requests.providers"},  # the openai clients

@@ -19,6 +19,7 @@ from engine.requests.cache import CacheRoot
 from engine.requests.providers import ProviderClient
 from engine.requests.providers.embedded import EmbeddedServer
 from engine.requests.providers.limiter import CONGESTED, NEUTRAL, OK, REFUSED, AdaptiveLimit, Limits
+from engine.requests.providers.pacer import Pacer
 from engine.requests.requester import Requester
 from engine.tuning import TuneSpec
 from tests.support.helpers import PRICE, PROMPTS, composed, eval_func
@@ -49,10 +50,6 @@ def test_the_limit_grows_while_in_use_is_cut_once_per_burst_and_stays_within_its
         for ticket in burst:  # a burst of 429s sent under the same limit: one cut
             limit.release(ticket, CONGESTED)
         assert limit.limit == pytest.approx(grown * 0.8) and limit.cuts == 1
-        before, burst = limit.limit, [await limit.acquire() for _ in range(4)]
-        for ticket in burst:  # 429s: the first cuts, each further one of its burst takes a slot off
-            limit.release(ticket, REFUSED)
-        assert limit.limit == pytest.approx(before * 0.8 - 3) and limit.cuts == 2
         for _ in range(200):  # congestion after congestion, each on an attempt sent after the last cut
             limit.release(await limit.acquire(), CONGESTED)
         assert limit.allowed == 2  # the floor
@@ -66,6 +63,55 @@ def test_the_limit_grows_while_in_use_is_cut_once_per_burst_and_stays_within_its
         limit.release(await limit.acquire(), NEUTRAL)  # e.g. a 400: says nothing of the load
 
     asyncio.run(scenario())
+
+
+def test_a_429_beyond_what_was_answered_cuts_the_limit_and_one_within_it_engages_the_send_rate():
+    async def scenario():
+        limit = AdaptiveLimit(Limits(floor=2, ceiling=20, start=12))
+        for ticket in [await limit.acquire() for _ in range(4)]:
+            limit.release(ticket, OK, 0.1, "s")  # 4 sent at once were answered
+        burst = [await limit.acquire() for _ in range(8)]
+        limit.release(burst[7], REFUSED, retry_after=0.0)  # the 8th in flight refused: a limit in flight
+        assert limit.cuts == 1 and limit.limit == pytest.approx(12 * 0.8) and not limit.pacer.engaged
+        limit.release(burst[0], REFUSED, retry_after=0.0)  # the 1st refused too: not the number in flight, a rate
+        assert limit.pacer.engaged and limit.pacer.cuts == 1 and limit.cuts == 1
+        for ticket in burst[1:7]:
+            limit.release(ticket, NEUTRAL)
+        paced = [await limit.acquire() for _ in range(3)]  # now spaced by the rate
+        assert all(ticket[2] > 0 for ticket in paced)
+        limit.release(paced[2], REFUSED, retry_after=0.0)  # within a second of the cut: the server still counts
+        assert limit.pacer.cuts == 1 and limit.cuts == 1  # what was sent before it; nothing more is cut
+        for ticket in paced[:2]:
+            limit.release(ticket, OK, 0.1, "s")
+
+    asyncio.run(scenario())
+
+
+def test_the_send_rate_is_cut_to_a_share_of_what_was_refused_and_grows_back_along_a_cubic():
+    pacer = Pacer()
+    assert [pacer.reserve(k * 0.025) for k in range(1, 41)] == [0.0] * 40  # off until a 429: 40 sends in 1 s
+    assert pacer.rate(1.0) is None
+    assert pacer.refused(1.0)  # refused while sending 40 per second
+    refused = pacer.refused_rate
+    assert refused == pytest.approx(40 / 0.975) and pacer.rate(1.0) == pytest.approx(0.9 * 40)
+    waits = [pacer.reserve(1.0) for _ in range(4)]  # no more than 36 in any second: the first waits until 4 of
+    assert waits[0] == pytest.approx(0.125)  # the 40 have aged out of it; then they go 1/rate apart
+    assert waits[3] - waits[0] == pytest.approx(3 / 36, rel=0.03)
+    back = ((refused - 36) / 0.4) ** (1 / 3)  # seconds to grow back to the refused rate
+    assert pacer.rate(1.0 + back / 2) == pytest.approx(refused - 0.4 * (back / 2) ** 3)  # fast while far below
+    assert pacer.rate(1.0 + back) == pytest.approx(refused)
+    assert pacer.rate(1.0 + back + 1) == pytest.approx(refused + 0.4)  # flat around it
+    assert pacer.rate(1.0 + back + 5) == pytest.approx(refused + 50)  # faster past it: the limit may have moved
+    assert not pacer.refused(1.5)  # within a second of the cut: of the sends before it, which the server counts
+    assert not pacer.refused(1.5, before_cut=True) and pacer.refused_rate == pytest.approx(refused - 1 / 0.975)
+    assert pacer.refused(10.0)  # a 429 after a second of sending nothing: the rate refused is what was sent
+    assert pacer.rate(10.0) == 0.5  # the least it is ever cut to
+    burst = Pacer()
+    for k in range(60):  # 60 sent in half a second, then refused
+        burst.reserve(0.5 + k / 120)
+    burst.refused(1.0)
+    assert burst.rate(1.0) == pytest.approx(0.9 * 60)  # counted over the whole second: at most what it sent
+    assert burst.reserve(1.0) > 0.5  # and no more than the rate's worth in any second: the burst is waited out
 
 
 def test_a_request_beyond_the_limit_waits_for_a_slot_and_a_pinned_limit_ignores_signals():
@@ -109,6 +155,21 @@ def test_on_a_rate_limited_server_the_engine_converges_near_the_limit_with_few_4
     assert refused <= 0.05 * len(after_warm_up), f"{refused} of {len(after_warm_up)} answered 429"
     level = [r["in_flight"] for r in after_warm_up if r["answered"]]
     assert sum(level) / len(level) >= 4.5  # near the limit of 6, not collapsed to the floor
+
+
+def test_on_a_server_limiting_requests_per_second_the_engine_sends_near_that_rate_with_few_429s(fake_models):
+    fake_models.max_per_second, fake_models.latency, fake_models.retry_after = 40, 0.1, 0.5
+    data = sums(240)
+    result = Completion.test(data, CONFIG, eval_func)
+    assert result["success"] == 1.0
+    stats = fake_models.stats()
+    assert stats["answered"] == len(data) and stats["paid_twice"] == 0
+    late = [i for i, t in enumerate(stats["arrived_s"]) if t >= 1.0]  # after the first second
+    refused = len(set(late) & set(stats["refused"]))
+    assert refused <= 0.05 * len(late), f"{refused} of {len(late)} answered 429 after the first second"
+    admitted = [stats["arrived_s"][i] for i in late if i not in set(stats["refused"])]
+    rate = (len(admitted) - 1) / (admitted[-1] - admitted[0])
+    assert rate >= 0.7 * 40, f"{rate:.1f} requests per second admitted, the server allows 40"
 
 
 def test_a_tune_on_a_rate_limited_server_keeps_its_budget_server_side(landscape):

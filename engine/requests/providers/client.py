@@ -148,7 +148,7 @@ class ProviderClient:
             attempt += 1
 
     async def _attempt(self, request, payload: dict, options: dict, left: float | None,
-                       on_unanswered: Callable[[], bool] | None, limit, ticket: int) -> dict:
+                       on_unanswered: Callable[[], bool] | None, limit, ticket: tuple) -> dict:
         """One try, with `left` seconds before the request's deadline (None: the first); a failure is
         reported at once (a dead embedded server is noticed per attempt, a possibly billed one is counted
         before the next is made). The slot `ticket` of the endpoint's `limit` is given back with what the

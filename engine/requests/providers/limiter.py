@@ -12,6 +12,12 @@ its answer said (`ProviderClient` does both, keyed by the endpoint's identity, f
   times the fastest seen for requests of its size) multiplies it by `BACKOFF`, at most once per round trip:
   attempts sent before the last cut carry its old epoch and cut no more (a burst of 429s is one signal),
   except that each further refusal of that burst takes one slot off (it was one request too many);
+- a 429 is blamed on the send rate instead when it cannot be the number in flight: the refused attempt was
+  sent with no more in flight than lately came back healthy (`RECENT`), or the rate held it back, or it is of
+  the burst that last cut the rate. It engages or cuts the endpoint's `Pacer` (pacer.py), which spaces sends
+  at a rate learned as the AWS SDKs' adaptive mode learns it: a limit in requests per second (OpenAI's RPM)
+  is a limit in flight only through the answers' latency, which changes with max_tokens and n, and AIMD on
+  the number in flight alone kept cutting below what such a limit allows (`make bench-peer`);
 - it stays between the model's `concurrency.floor` and `concurrency.ceiling` (conf/model/*.yaml);
 - a congested attempt keeps its slot for the server's Retry-After (else until an answer of its size would have
   come): a 429 comes back at once, and a slot freed at once would send the next request into the same
@@ -33,13 +39,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
+
+from .pacer import Pacer
 
 BACKOFF = 0.8  # the limit after a congestion signal, as a share of what it was
 PROBE = 4  # near the level of the last congestion, the limit grows this many times more slowly
 MAX_PROBE = 32  # doubled, up to this, each time the same level is congested again (a hard limit)
 MAX_HOLD = 30.0  # seconds a congested attempt keeps its slot at most, whatever Retry-After says
+RECENT = 1.0  # seconds: how long a level of sending answered healthy counts as known to be fine
 LATENCY_TOLERANCE = 3.0  # an answer this many times slower than the fastest of its size is a congestion signal
 LATENCY_DRIFT = 1.002  # the fastest latency seen creeps up per answer, so a server that got slower for good is
 # not held to its best moment forever
@@ -84,34 +94,63 @@ class AdaptiveLimit:
         self._fastest: dict = {}  # size class -> the fastest latency seen (creeping up)
         self._waiters: deque = deque()  # (loop, future) in arrival order
         self._lock = threading.Lock()
+        self.pacer = Pacer()  # the send rate a 429 engages (pacer.py); never for a pinned limit
+        self.sending = 0  # attempts sent and not yet answered (neither held for a Retry-After nor being paced)
+        self._ok_level, self._ok_at = 0, 0.0  # the most sending at once of an answer that came back healthy, lately
 
     @property
     def allowed(self) -> int:
         return int(self.limit)
 
-    async def acquire(self) -> int:
-        """Wait for a slot (first come, first served); returns the ticket to give back to `release`."""
+    async def acquire(self) -> tuple:
+        """Wait for a slot (first come, first served), then for the pacer's spacing if a 429 engaged it;
+        returns the ticket to give back to `release`."""
+        waiter = None
         with self._lock:
             if not self._waiters and self.in_flight < int(self.limit):
-                return self._take()
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append((asyncio.get_running_loop(), waiter))
-        try:
-            return await waiter  # the slot was taken for us by the one who woke us
-        except asyncio.CancelledError:
-            with self._lock:
-                if waiter.done() and not waiter.cancelled():
-                    self._give_back()  # granted, then cancelled before it ran: the slot goes on
-                else:
-                    self._waiters = deque(w for w in self._waiters if w[1] is not waiter)
-            raise
+                ticket = self._take()
+            else:
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append((asyncio.get_running_loop(), waiter))
+        if waiter is not None:
+            try:
+                ticket = await waiter  # the slot was taken for us by the one who woke us
+            except asyncio.CancelledError:
+                with self._lock:
+                    if waiter.done() and not waiter.cancelled():
+                        self._give_back()  # granted, then cancelled before it ran: the slot goes on
+                    else:
+                        self._waiters = deque(w for w in self._waiters if w[1] is not waiter)
+                raise
+        if ticket[2] > 0.0:
+            ticket = await self._paced(ticket)
+        with self._lock:
+            self.sending += 1
+            return (*ticket, self.sending)
 
-    def release(self, ticket: int, signal: str = NEUTRAL, latency: float | None = None, size=None,
+    async def _paced(self, ticket: tuple) -> tuple:
+        """Hold the slot until the pacer's booked start; a rate cut meanwhile books this send again at the new
+        rate (the old schedule was the refused rate). The ticket says it was paced (a 429 on it blames the rate)."""
+        epoch, booked, wait = ticket
+        while True:
+            try:
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                with self._lock:
+                    self._give_back()
+                raise
+            with self._lock:
+                if booked == self.pacer.cuts:
+                    return epoch, booked, wait
+                epoch, booked, wait = self._epoch, self.pacer.cuts, self.pacer.reserve(time.monotonic())
+
+    def release(self, ticket: tuple, signal: str = NEUTRAL, latency: float | None = None, size=None,
                 retry_after: float | None = None) -> None:
         """A congested attempt keeps its slot (from a running event loop) for the server's `retry_after`, else
         until an answer of its size would have come: a 429 comes back at once, and a slot freed at once would
         send the next request straight into the same limit, as fast as the server refuses them."""
         with self._lock:
+            self.sending -= 1
             hold = 0.0
             if signal in (REFUSED, CONGESTED) and not self.fixed:
                 if retry_after is not None:
@@ -125,16 +164,21 @@ class AdaptiveLimit:
             if not self.fixed:
                 if signal == OK and latency is not None and self._slow_for(size, latency):
                     signal = CONGESTED
+                if signal == OK:
+                    self._answered_at(ticket[3])
                 if signal in (REFUSED, CONGESTED):
                     self._cut(ticket, signal == REFUSED)
                 elif signal == OK:
                     self._grow()
             self._dispatch()
 
-    def _take(self) -> int:
+    def _take(self) -> tuple:
+        """Count a slot as taken; its ticket: (the cut epoch, the pacer's cuts when booked, seconds to wait)."""
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
-        return self._epoch
+        if self.fixed:
+            return self._epoch, None, 0.0
+        return self._epoch, self.pacer.cuts, self.pacer.reserve(time.monotonic())
 
     def _give_back_later(self) -> None:
         with self._lock:
@@ -158,11 +202,21 @@ class AdaptiveLimit:
         else:
             waiter.set_result(ticket)
 
-    def _cut(self, ticket: int, refused: bool) -> None:
+    def _cut(self, ticket: tuple, refused: bool) -> None:
         self._slow_start = False
-        if ticket != self._epoch:  # sent before the last cut: that cut already answered this congestion, but
-            if refused:  # each more refusal of its burst was one request too many (a slow start's overshoot
-                self.limit = max(float(self.limits.floor), self.limit - 1.0)  # into a per-second limit)
+        epoch, _, wait, level = ticket
+        now = time.monotonic()
+        if refused and (wait > 0.0 or self.pacer.cut_within(now) or (
+                level <= self._ok_level and now - self._ok_at <= RECENT)):
+            # a 429 on a send the rate held back, or of the burst that cut the rate, or sent with no more in
+            # flight than had lately been answered: not a limit in flight, a rate (the pacer engages or is cut,
+            # or counts a burst's further 429 as one request too many)
+            if self.pacer.refused(now, before_cut=epoch != self._epoch):
+                self._epoch += 1
+            return
+        if epoch != self._epoch:  # sent before the last cut: that cut already answered this congestion, but
+            if refused:  # each more refusal of its burst was one request too many (a slow start's overshoot)
+                self.limit = max(float(self.limits.floor), self.limit - 1.0)
             return
         self._epoch += 1
         self.cuts += 1
@@ -172,6 +226,12 @@ class AdaptiveLimit:
         self._probe = min(self._probe * 2, MAX_PROBE) if last is not None and level <= last + 1 else PROBE
         self._congested_level = level
         self.limit = max(float(self.limits.floor), self.limit * BACKOFF)
+
+    def _answered_at(self, level: int) -> None:
+        """Keep the most sent at once of an answer that came back healthy in the last RECENT seconds (about)."""
+        now = time.monotonic()
+        if level >= self._ok_level or now - self._ok_at > RECENT:
+            self._ok_level, self._ok_at = level, now
 
     def _grow(self) -> None:
         if (self.in_flight + 1) * 2 < self.limit:
@@ -195,8 +255,11 @@ class AdaptiveLimit:
         return latency > LATENCY_TOLERANCE * fastest
 
     def state(self) -> dict:
-        """What it did: the limit now, the highest it reached, the most in flight at once, the cuts."""
-        return {"limit": self.allowed, "highest": int(self.highest), "peak": self.peak, "cuts": self.cuts}
+        """What it did: the limit now, the highest it reached, the most in flight at once, the cuts; the send
+        rate a 429 engaged (requests per second now, None if none did) and its cuts."""
+        rate = self.pacer.rate(time.monotonic())
+        return {"limit": self.allowed, "highest": int(self.highest), "peak": self.peak, "cuts": self.cuts,
+                "rate": None if rate is None else round(rate, 1), "rate_cuts": self.pacer.cuts}
 
 
 class Limiters:
