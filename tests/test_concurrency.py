@@ -71,8 +71,8 @@ def test_a_429_beyond_what_was_answered_cuts_the_limit_and_one_within_it_engages
         for ticket in [await limit.acquire() for _ in range(4)]:
             limit.release(ticket, OK, 0.1, "s")  # 4 sent at once were answered
         burst = [await limit.acquire() for _ in range(8)]
-        limit.release(burst[7], REFUSED, retry_after=0.0)  # the 8th in flight refused: a limit in flight
-        assert limit.cuts == 1 and limit.limit == pytest.approx(12 * 0.8) and not limit.pacer.engaged
+        limit.release(burst[7], REFUSED, retry_after=0.0)  # the 8th in flight refused: a limit in flight,
+        assert limit.cuts == 1 and limit.limit == 7 and not limit.pacer.engaged  # of 7
         limit.release(burst[0], REFUSED, retry_after=0.0)  # the 1st refused too: not the number in flight, a rate
         assert limit.pacer.engaged and limit.pacer.cuts == 1 and limit.cuts == 1
         for ticket in burst[1:7]:
@@ -159,14 +159,14 @@ def test_on_a_rate_limited_server_the_engine_converges_near_the_limit_with_few_4
 
 def test_on_a_server_limiting_requests_per_second_the_engine_sends_near_that_rate_with_few_429s(fake_models):
     fake_models.max_per_second, fake_models.latency, fake_models.retry_after = 40, 0.1, 0.5
-    data = sums(240)
+    data = sums(320)
     result = Completion.test(data, CONFIG, eval_func)
     assert result["success"] == 1.0
     stats = fake_models.stats()
     assert stats["answered"] == len(data) and stats["paid_twice"] == 0
-    late = [i for i, t in enumerate(stats["arrived_s"]) if t >= 1.0]  # after the first second
+    late = [i for i, t in enumerate(stats["arrived_s"]) if t >= 2.0]  # after the slow start and its window
     refused = len(set(late) & set(stats["refused"]))
-    assert refused <= 0.05 * len(late), f"{refused} of {len(late)} answered 429 after the first second"
+    assert refused <= 0.05 * len(late), f"{refused} of {len(late)} answered 429 after the first 2 s"
     admitted = [stats["arrived_s"][i] for i in late if i not in set(stats["refused"])]
     rate = (len(admitted) - 1) / (admitted[-1] - admitted[0])
     assert rate >= 0.7 * 40, f"{rate:.1f} requests per second admitted, the server allows 40"

@@ -8,10 +8,12 @@ its answer said (`ProviderClient` does both, keyed by the endpoint's identity, f
   next slot is the one that was congested last time (a plateau, as TCP CUBIC's), twice less again each time
   about that level is congested anew, so that a hard limit of N is probed rarely; only while at least half
   the limit is in use, so an idle endpoint's limit does not drift up untested;
-- a congestion signal (429, a Retry-After, 502/503/504, a timeout, or an answer slower than `LATENCY_TOLERANCE`
-  times the fastest seen for requests of its size) multiplies it by `BACKOFF`, at most once per round trip:
-  attempts sent before the last cut carry its old epoch and cut no more (a burst of 429s is one signal),
-  except that each further refusal of that burst takes one slot off (it was one request too many);
+- a congestion signal (a timeout, or an answer slower than `LATENCY_TOLERANCE` times the fastest seen for
+  requests of its size) multiplies it by `BACKOFF`, at most once per round trip: attempts sent before the last
+  cut carry its old epoch and cut no more (a burst of them is one signal);
+- a refusal (429, a Retry-After, 502/503/504) says how many in flight were too many: the limit becomes one
+  less than the number in flight the refused attempt was sent with (each refusal of a burst, e.g. a slow
+  start's overshoot, may lower it so; only the first counts as a cut for the plateau below);
 - a 429 is blamed on the send rate instead when it cannot be the number in flight: the refused attempt was
   sent with no more in flight than lately came back healthy (`RECENT`), or the rate held it back, or it is of
   the burst that last cut the rate. It engages or cuts the endpoint's `Pacer` (pacer.py), which spaces sends
@@ -27,8 +29,8 @@ Why AIMD rather than a gradient limiter (Netflix concurrency-limits' Gradient2, 
 long-term to recent latency): a rate-limited API says "too many" in words (429 + Retry-After) and AIMD acts on
 exactly that; an LLM answer's latency is dominated by how many tokens it generates (max_tokens and n change
 from trial to trial), so latency alone is a noisy congestion signal, and here it only backs AIMD up, compared
-within one size class. Under a hard limit of N in flight the sawtooth settles to about one 429 per
-MAX_PROBE * N answers while keeping N - 1 to N in flight.
+within one size class. Under a hard limit of N in flight it settles at N, trying N + 1 about once per
+MAX_PROBE * N answers.
 
 An explicit `concurrency` pins the limit: `PINNED` (a context variable, set by the Evaluator for its requests
 and inherited by their tasks) makes those requests take a fixed limit of n per endpoint instead.
@@ -214,18 +216,22 @@ class AdaptiveLimit:
             if self.pacer.refused(now, before_cut=epoch != self._epoch):
                 self._epoch += 1
             return
-        if epoch != self._epoch:  # sent before the last cut: that cut already answered this congestion, but
-            if refused:  # each more refusal of its burst was one request too many (a slow start's overshoot)
-                self.limit = max(float(self.limits.floor), self.limit - 1.0)
+        floor = float(self.limits.floor)
+        if epoch != self._epoch:  # sent before the last cut: that cut already answered this congestion, but a
+            if refused:  # 429 says how many in flight were too many (a slow start's overshoot): fewer than it
+                self.limit = max(floor, min(self.limit, level - 1.0))
             return
         self._epoch += 1
         self.cuts += 1
-        level, last = int(self.limit), self._congested_level
-        # congested again at or just above the last level (a hard wall, or a per-second limit the limit keeps
-        # meeting at about the same level): probe it more slowly still
-        self._probe = min(self._probe * 2, MAX_PROBE) if last is not None and level <= last + 1 else PROBE
-        self._congested_level = level
-        self.limit = max(float(self.limits.floor), self.limit * BACKOFF)
+        top, last = (level if refused else int(self.limit)), self._congested_level
+        # congested again at or just above the last level (a hard wall, or a limit the limit keeps meeting at
+        # about the same level): probe it more slowly still
+        self._probe = min(self._probe * 2, MAX_PROBE) if last is not None and top <= last + 1 else PROBE
+        self._congested_level = top
+        # a 429 says how many in flight were too many: the limit becomes one less than the refused attempt was
+        # sent with (a hard limit of N is kept at N, not cut to 0.8 N and grown back); other congestion (a
+        # timeout, an answer far slower than its size) says no number, and cuts it by BACKOFF
+        self.limit = max(floor, min(self.limit, level - 1.0) if refused else self.limit * BACKOFF)
 
     def _answered_at(self, level: int) -> None:
         """Keep the most sent at once of an answer that came back healthy in the last RECENT seconds (about)."""
