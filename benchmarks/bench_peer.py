@@ -131,8 +131,8 @@ def rate_limited() -> None:
         print(f"  adaptive (default) {r['wall_s']:6.2f} s, {r['rate_limited']:4d} of {r['requests']:4d} requests "
               f"answered 429 ({r['rate_limited'] / r['requests']:.1%}; after the first {WARM_UP_S:g} s "
               f"{r['late_share']:.1%}); limit at the end {state.get('limit')}, most in flight {r['most_in_flight']} "
-              f"(server-side), send rate {state.get('rate') or 'never engaged'}"
-              f"{' per second' if state.get('rate') else ''}")
+              "(server-side), " + (f"send rate {state['rate']} per second" if state.get("rate")
+                                   else "send rate never engaged"))
         print(f"  best fixed ({best}) {fixed[best]['wall_s']:.2f} s: adaptive takes "
               f"{r['wall_s'] / fixed[best]['wall_s'] - 1:+.0%}", flush=True)
 

@@ -197,7 +197,7 @@ class AdaptiveLimit:
             ticket = self._take()
             loop.call_soon_threadsafe(self._grant, waiter, ticket)
 
-    def _grant(self, waiter: asyncio.Future, ticket: int) -> None:
+    def _grant(self, waiter: asyncio.Future, ticket: tuple) -> None:
         if waiter.done():  # cancelled while the grant was on its way
             with self._lock:
                 self._give_back()

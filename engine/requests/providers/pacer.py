@@ -64,10 +64,12 @@ class Pacer:
         start = now
         if self.engaged:
             start = max(now, self._next)
-            per_window = max(1, int(self.rate(start) * WINDOW))
+            rate = self.rate(start)
+            per_window = max(1, int(rate * WINDOW))
             if len(self._sent) >= per_window:  # and no more than the rate's worth in any WINDOW: after a burst,
                 start = max(start, self._sent[-per_window] + WINDOW)  # wait until it has aged out of it
-            self._next = start + 1.0 / self.rate(start)
+                rate = self.rate(start)
+            self._next = start + 1.0 / rate
         self._sent.append(start)
         return start - now
 
